@@ -1,0 +1,1 @@
+"""Dagster definitions of snake_assets, auto-loaded by ``snake_assets.definitions``."""
