@@ -31,8 +31,20 @@ def _run(args: argparse.Namespace) -> int:
     except PipelineFailed as e:
         print(f"snake-assets run: {e}", file=sys.stderr)
         return 1
+    _print_scores(summary)
     print(json.dumps(summary))
     return 0
+
+
+def _print_scores(summary: dict) -> None:
+    """Human-readable score table on stderr; stdout keeps the one JSON line."""
+    chosen = summary["validation"]["decision_rule"]
+    lines = [f"{'decision rule':<32}{'F1':>8}{'acc':>8}{'track1':>8}{'track2':>8}"]
+    for rule, s in summary["rules"].items():
+        mark = " *" if rule == chosen else ""
+        lines.append(f"{rule + mark:<32}{s['f1']:>8.2f}{s['accuracy']:>8.2f}{s['track1']:>8.2f}{s['track2']:>8.0f}")
+    lines.append(f"submission: {summary['submission']}")
+    print("\n".join(lines), file=sys.stderr)
 
 
 def _score(args: argparse.Namespace) -> int:
