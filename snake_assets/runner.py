@@ -17,6 +17,7 @@ import dagster as dg
 
 from snake_assets.core.warehouse import read_table
 from snake_assets.defs.resources import LakeResource
+from snake_assets.run_recovery import release_abandoned_runs, run_tags
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,7 @@ def _failure_summary(result: dg.ExecuteInProcessResult) -> str:
 
 
 def _execute(job: dg.JobDefinition, instance: dg.DagsterInstance, **kwargs) -> None:
-    result = job.execute_in_process(instance=instance, raise_on_error=False, **kwargs)
+    result = job.execute_in_process(instance=instance, raise_on_error=False, tags=run_tags(), **kwargs)
     if not result.success:
         raise PipelineFailed(f"{job.name} (run {result.run_id}) failed:\n{_failure_summary(result)}")
 
@@ -75,6 +76,7 @@ def run_pipeline(settings: RunSettings, instance: dg.DagsterInstance | None = No
     settings.export()
     definitions = load_definitions()
     instance = instance or dg.DagsterInstance.get()
+    release_abandoned_runs(instance)  # a killed earlier run must not hold the gpu pool slot forever
     run_config = {"ops": {"image_manifest": {"config": {"num_shards": settings.num_shards}}}}
     _execute(definitions.resolve_job_def("ingest_job"), instance, run_config=run_config)
 

@@ -1,24 +1,85 @@
-"""Crash-safe file writes: write to a temporary name beside the target, then rename."""
+"""Crash-safe file writes: write to a temporary name beside the target, then rename.
+
+A process killed mid-write (SIGKILL, OOM, power loss) leaves the target as it was,
+plus at most one temporary file named ``.<target>.<host>-<pid>-<random>.tmp``. The
+next write to the same target removes temporaries whose writing process (on this
+host) is gone, so crash debris does not pile up; a temporary of a live process, or
+of another machine sharing the folder, is never touched.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import logging
 import os
+import re
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+_TMP_OWNER = re.compile(r"\.([0-9a-f]{8})-(\d+)-[^.]+\.tmp$")
+_HOST = hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_temporaries(target: str | os.PathLike) -> list[Path]:
+    """Delete temporaries of ``target`` left by processes that no longer exist.
+
+    Returns:
+        The paths removed.
+    """
+    target = Path(target)
+    removed = []
+    for tmp in target.parent.glob(f".{glob_escape(target.name)}.*.tmp"):
+        m = _TMP_OWNER.search(tmp.name)
+        if m and m.group(1) == _HOST and int(m.group(2)) != os.getpid() and not _pid_alive(int(m.group(2))):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    if removed:
+        log.info("removed %d temporary file(s) of %s left by killed processes", len(removed), target)
+    return removed
+
+
+def glob_escape(name: str) -> str:
+    """``name`` with glob metacharacters escaped (file names may contain ``[``)."""
+    return re.sub(r"([*?\[])", r"[\1]", name)
+
+
+def _fsync_dir(directory: Path) -> None:
+    # Makes the rename itself durable; some filesystems do not support it, which is harmless.
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; on success it replaces ``target`` atomically.
 
-    A crash (or exception) leaves ``target`` untouched and removes the temporary file,
-    so readers never see a half-written Parquet file, checkpoint or submission.
+    A crash (or exception) leaves ``target`` untouched; an exception also removes the
+    temporary file, and a kill leaves it for the next write to clean up. Readers never
+    see a half-written Parquet file, checkpoint or submission.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    remove_stale_temporaries(target)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.{_HOST}-{os.getpid()}-", suffix=".tmp", dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -26,6 +87,7 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
         with open(tmp_path, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp_path, target)
+        _fsync_dir(target.parent)
     finally:
         tmp_path.unlink(missing_ok=True)
 

@@ -7,6 +7,7 @@ normalise with the ImageNet mean/std. A parity test holds it against transformer
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 from dataclasses import asdict, dataclass
@@ -84,6 +85,7 @@ class UnreadableImageError(ValueError):
     def __init__(self, path: str | os.PathLike, reason: str, detail: str = "") -> None:
         self.path = os.fspath(path)
         self.reason = reason
+        self.detail = detail
         msg = f"{self.path}: {reason}"
         super().__init__(f"{msg} ({detail})" if detail else msg)
 
@@ -116,6 +118,15 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
+MAX_IMAGE_PIXELS = 89_478_485
+"""Images with more pixels are refused before any pixel is decoded.
+
+The same number as PIL's ``Image.MAX_IMAGE_PIXELS``, but PIL only *warns* between one and
+two times that and raises above; here anything over it is refused (a decompression bomb
+must not be allocated). The largest real SnakeCLEF photos are far below it (~50 MP).
+"""
+
+
 def _check_file(path: str | os.PathLike) -> None:
     if not os.path.exists(path):
         raise UnreadableImageError(path, "missing file")
@@ -125,15 +136,34 @@ def _check_file(path: str | os.PathLike) -> None:
         raise UnreadableImageError(path, "zero bytes")
 
 
-def load_rgb(path: str | os.PathLike) -> Image.Image:
+def check_pixel_count(img: Image.Image, path: str | os.PathLike, limit: int = MAX_IMAGE_PIXELS) -> None:
+    """Refuse an opened (header-only) image whose size exceeds ``limit`` pixels.
+
+    Raises:
+        UnreadableImageError: reason ``"image too large"``, before any decoding.
+    """
+    if img.width * img.height > limit:
+        raise UnreadableImageError(
+            path, "image too large", f"{img.width}x{img.height} = {img.width * img.height} pixels > {limit}"
+        )
+
+
+def load_rgb(
+    path: str | os.PathLike, *, data: bytes | None = None, draft: bool = False, max_pixels: int = MAX_IMAGE_PIXELS
+) -> Image.Image:
     """Open an image file, decode it fully, apply its EXIF orientation and return RGB.
 
     Truncated files raise instead of being padded with grey (``LOAD_TRUNCATED_IMAGES`` is
     left off on purpose). Multi-frame files (GIF, TIFF) yield their first frame. See
-    :func:`to_rgb` for how alpha, CMYK and 16-bit greyscale are handled.
+    :func:`to_rgb` for how alpha, CMYK and 16-bit greyscale are handled. The pixel count
+    is checked on the header, before decoding (:data:`MAX_IMAGE_PIXELS`).
 
     Args:
-        path: Image file path.
+        path: Image file path (named in errors; read unless ``data`` is given).
+        data: The file's bytes, already read (the manifest hashes and checks in one read).
+        draft: Let JPEG decode at reduced scale (every byte is still entropy-decoded, so
+            truncation and corruption are still detected): for validation, not embedding.
+        max_pixels: Refusal threshold.
 
     Returns:
         An upright ``RGB`` image detached from the file.
@@ -141,9 +171,18 @@ def load_rgb(path: str | os.PathLike) -> Image.Image:
     Raises:
         UnreadableImageError: With ``.reason`` saying why the file cannot be used.
     """
-    _check_file(path)
+    if data is None:
+        _check_file(path)
+        source = path
+    elif not data:
+        raise UnreadableImageError(path, "zero bytes")
+    else:
+        source = io.BytesIO(data)
     try:
-        with Image.open(path) as im:
+        with Image.open(source) as im:
+            check_pixel_count(im, path, max_pixels)
+            if draft and im.format == "JPEG":
+                im.draft("RGB", (max(1, im.width // 8), max(1, im.height // 8)))
             try:
                 im.load()
             except Image.DecompressionBombError as exc:

@@ -11,6 +11,6 @@ embedding_job = dg.define_asset_job(
     description="Embed one image shard (run per partition, or backfill all).",
 )
 training_job = dg.define_asset_job(
-    "training_job", selection=dg.AssetSelection.groups("training", "evaluation", "submission"),
-    description="Train the head, score every decision rule on validation, write the submission.",
+    "training_job", selection=dg.AssetSelection.groups("training", "evaluation", "submission", "diagnostics"),
+    description="Train the head, score every decision rule on validation, write the submission; project the embeddings.",
 )

@@ -1,13 +1,24 @@
 """Resources: the release to read, the lake to write, the backbone to embed with."""
 
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
+import torch
 from dagster_duckdb import DuckDBResource
 
-from snake_assets.core.embedding import Backbone, load_backbone
+from snake_assets.core.backbone import (
+    Backbone,
+    BackboneSpec,
+    default_batch_size,
+    default_num_workers,
+    describe_backbone,
+    load_backbone,
+    resolve_device,
+)
 from snake_assets.core.embedding_store import backbone_slug
+from snake_assets.core.warehouse import DEFAULT_LOCK_TIMEOUT_S, connection
 
 
 class SnakeReleaseResource(dg.ConfigurableResource):
@@ -23,10 +34,25 @@ class SnakeReleaseResource(dg.ConfigurableResource):
         return Path(self.data_dir).expanduser()
 
 
+class WarehouseResource(DuckDBResource):
+    """dagster-duckdb's resource, waiting for a warehouse file locked by another process and
+    failing with a clear ``WarehouseLockedError`` (file, holder PID, what to do) when it stays locked."""
+
+    lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S
+
+    @contextmanager
+    def get_connection(self):
+        config = {"custom_user_agent": "dagster", **self.connection_config}
+        with connection(self.database, timeout_s=self.lock_timeout_s, config=config) as conn:
+            yield conn
+
+
 class LakeResource(dg.ConfigurableResource):
     """The lake root (``SNAKE_HOME``): DuckDB warehouse, embedding shards, checkpoints, submissions."""
 
     home: str
+    lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S
+    """Seconds a step waits for ``warehouse.duckdb`` while another process holds it."""
 
     @property
     def root(self) -> Path:
@@ -35,7 +61,7 @@ class LakeResource(dg.ConfigurableResource):
     def warehouse(self) -> DuckDBResource:
         """dagster-duckdb resource on ``<home>/warehouse.duckdb``."""
         self.root.mkdir(parents=True, exist_ok=True)
-        return DuckDBResource(database=str(self.root / "warehouse.duckdb"))
+        return WarehouseResource(database=str(self.root / "warehouse.duckdb"), lock_timeout_s=self.lock_timeout_s)
 
     @property
     def embeddings_dir(self) -> Path:
@@ -43,6 +69,10 @@ class LakeResource(dg.ConfigurableResource):
 
     def shard_path(self, slug: str, shard: str) -> Path:
         return self.embeddings_dir / slug / f"{shard}.parquet"
+
+    def backbone_dir(self, slug: str) -> Path:
+        """``embeddings/<slug>``: the backbone's shard files and its vector cache (``cache/``)."""
+        return self.embeddings_dir / slug
 
     def head_bundle_path(self) -> Path:
         return self.root / "models" / "species_head.safetensors"
@@ -52,20 +82,36 @@ class LakeResource(dg.ConfigurableResource):
 
 
 class BackboneResource(dg.ConfigurableResource):
-    """The frozen feature extractor and where it runs."""
+    """The frozen feature extractor, where it runs, and how the embedding engine feeds it."""
 
     model: str
     """Hub id (cached locally) or a local folder written by ``save_pretrained``."""
     device: str = "auto"
     """``auto`` (CUDA when present), ``cpu`` or ``cuda``."""
-    batch_size: int = 32
-    num_workers: int = 0
-    """DataLoader worker processes for decoding and preprocessing."""
+    batch_size: int = 0
+    """Images per forward pass; 0 picks the device default (64 on a GPU, 32 on a CPU)."""
+    num_workers: int = -1
+    """Decode/preprocess worker processes; -1 picks one per CPU (one fewer on a GPU, at most 16)."""
+    precision: str = "auto"
+    """``auto`` (bf16 autocast on CUDA, fp16 where bf16 is unsupported; fp32 on CPU), ``fp32``, ``bf16``, ``fp16``."""
 
-    def load(self) -> Backbone:
-        return load_backbone(self.model, device=self.device)
+    def resolved_device(self) -> torch.device:
+        return resolve_device(self.device)
 
-    def slug(self, backbone: Backbone) -> str:
+    def effective_batch_size(self, device: torch.device) -> int:
+        return self.batch_size if self.batch_size > 0 else default_batch_size(device)
+
+    def effective_num_workers(self, device: torch.device) -> int:
+        return self.num_workers if self.num_workers >= 0 else default_num_workers(device)
+
+    def describe(self) -> BackboneSpec:
+        """Identity and feature widths from the config alone (no weights loaded)."""
+        return describe_backbone(self.model)
+
+    def load(self, spec: BackboneSpec | None = None) -> Backbone:
+        return load_backbone(self.model, device=self.device, spec=spec)
+
+    def slug(self, backbone: Backbone | BackboneSpec) -> str:
         return backbone_slug(backbone.name, backbone.revision)
 
 

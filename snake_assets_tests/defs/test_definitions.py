@@ -17,6 +17,7 @@ def _graph():
             "partitioned": node.partitions_def is not None,
             "pool": node.pools,
             "checks": sorted(c.name for c in node.check_keys),
+            "automation": node.automation_condition.get_label() if node.automation_condition else None,
         }
     return out
 

@@ -54,6 +54,7 @@ def test_every_stage_succeeds_with_all_checks_passing(materialized):
     assert checks == {
         "labels_are_contiguous": True, "labels_are_one_to_one": True, "every_train_class_has_label": True,
         "labels_stable_unless_classes_changed": True, "scores_above_broken_mapping_regime": True,
+        "projection_covers_species_subset": True,
         "submission_passes_official_validation": True,
     }
     for r in results["embeddings"]:

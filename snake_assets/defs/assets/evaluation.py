@@ -4,8 +4,10 @@ import dagster as dg
 
 from snake_assets.core.checkpoint import load_bundle
 from snake_assets.core.evaluation import choose_rule, majority_class_id, predict_all_rules, score_all_rules
+from snake_assets.core.figures import confusion_png, png_markdown, venom_outcomes
 from snake_assets.core.inference import ground_truth, shard_paths_for, split_log_probs
 from snake_assets.core.warehouse import read_table, replace_table
+from snake_assets.defs import automation
 from snake_assets.defs.assets.labels import load_label_map
 from snake_assets.defs.resources import LakeResource
 
@@ -20,7 +22,7 @@ def load_checked_bundle(lake: LakeResource):
     return load_bundle(lake.head_bundle_path(), expect_label_map=load_label_map(lake))
 
 
-@dg.asset(group_name=GROUP, kinds={"duckdb"}, deps=["species_head", "image_embeddings"])
+@dg.asset(group_name=GROUP, kinds={"duckdb"}, deps=["species_head", "image_embeddings"], automation_condition=automation.PREDICT)
 def validation_predictions(lake: LakeResource) -> dg.MaterializeResult:
     """One predicted ``class_id`` per validation observation for each aggregation x decision rule."""
     bundle = load_checked_bundle(lake)
@@ -51,6 +53,7 @@ def validation_predictions(lake: LakeResource) -> dg.MaterializeResult:
     group_name=GROUP,
     kinds={"duckdb"},
     deps=["validation_predictions", "venomous_species"],
+    automation_condition=automation.SCORE,
     check_specs=[dg.AssetCheckSpec(BROKEN_MAPPING, asset="validation_scores", blocking=True)],
 )
 def validation_scores(lake: LakeResource) -> dg.MaterializeResult:
@@ -59,19 +62,30 @@ def validation_scores(lake: LakeResource) -> dg.MaterializeResult:
         preds = read_table(conn, "validation_predictions")
         manifest = read_table(conn, "image_manifest")
         venomous = read_table(conn, "venomous_species")
-    scores = score_all_rules(preds, ground_truth(manifest, "val"), set(venomous.loc[venomous["MIVS"] == 1, "class_id"].astype(int)))
+    venomous_ids = set(venomous.loc[venomous["MIVS"] == 1, "class_id"].astype(int))
+    scores = score_all_rules(preds, ground_truth(manifest, "val"), venomous_ids)
     aggregation, decision = choose_rule(scores)
     scores["chosen"] = (scores["aggregation"] == aggregation) & (scores["decision"] == decision)
     with lake.warehouse().get_connection() as conn:
         replace_table(conn, "validation_scores", scores)
     best = scores[scores["chosen"]].iloc[0]
     passed = bool(best["f1"] > 0 and best["track1"] > TRACK1_FLOOR)
-    table = scores[["rule", "f1", "accuracy", "track1", "track2", "chosen"]]
+    table = scores[["rule", "f1", "accuracy", "track1", "track2", "n00", "n01", "n10", "n11", "chosen"]]
+    observations = ground_truth(manifest, "val").drop_duplicates("observation_id")
+    n_venomous = int(observations["class_id"].isin(venomous_ids).sum())
+    outcomes = venom_outcomes(
+        n_harmless=len(observations) - n_venomous, n_venomous=n_venomous, **{c: int(best[c]) for c in ("n00", "n01", "n10", "n11")}
+    )
+    confusion = confusion_png(outcomes, title=f"Validation, {best['rule']}: venomous/harmless outcomes of {len(observations)} observations")
     return dg.MaterializeResult(
         metadata={
             "chosen_rule": str(best["rule"]),
             **{k: float(best[k]) for k in ("f1", "accuracy", "track1", "track2")},
+            "dagster/row_count": len(scores),
+            "observations": len(observations),
             "scores": dg.MetadataValue.md(table.to_markdown(index=False)),
+            "venom_confusion": dg.MetadataValue.md(png_markdown(confusion, "venomous/harmless confusion")),
+            "venom_outcomes": dg.MetadataValue.md(outcomes.to_markdown()),
         },
         check_results=[
             dg.AssetCheckResult(

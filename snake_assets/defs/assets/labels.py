@@ -4,6 +4,7 @@ import dagster as dg
 
 from snake_assets.core.labels import LabelMap, build_label_map
 from snake_assets.core.warehouse import read_table, replace_table
+from snake_assets.defs import automation
 from snake_assets.defs.resources import LakeResource
 
 TABLE = "species_label_map"
@@ -15,7 +16,9 @@ def load_label_map(lake: LakeResource) -> LabelMap:
         return LabelMap.from_frame(read_table(conn, TABLE))
 
 
-@dg.asset(group_name="labels", kinds={"duckdb"}, deps=["raw_train_metadata", "venomous_species"])
+@dg.asset(
+    group_name="labels", kinds={"duckdb"}, deps=["raw_train_metadata", "venomous_species"], automation_condition=automation.LABEL_MAP
+)
 def species_label_map(lake: LakeResource) -> dg.MaterializeResult:
     """``class_id -> label`` (0..K-1, ascending class_id) with binomial name and venomous flag."""
     with lake.warehouse().get_connection() as conn:

@@ -11,6 +11,7 @@ from snake_assets.core.inference import shard_paths_for, split_log_probs
 from snake_assets.core.scoring import SubmissionError, read_submission, score_files
 from snake_assets.core.submission import format_submission, submission_problems, write_submission
 from snake_assets.core.warehouse import read_table
+from snake_assets.defs import automation
 from snake_assets.defs.assets.evaluation import load_checked_bundle
 from snake_assets.defs.resources import LakeResource, SnakeReleaseResource
 
@@ -25,7 +26,10 @@ def _test_context(lake: LakeResource) -> tuple[list[str], set[int]]:
     return list(dict.fromkeys(test["observation_id"].astype(str))), set(venomous["class_id"].astype(int))
 
 
-@dg.asset(group_name="submission", kinds={"csv"}, deps=["species_head", "validation_scores", "image_embeddings"])
+@dg.asset(
+    group_name="submission", kinds={"csv"}, deps=["species_head", "validation_scores", "image_embeddings"],
+    automation_condition=automation.SUBMIT,
+)
 def competition_submission(release: SnakeReleaseResource, lake: LakeResource) -> dg.MaterializeResult:
     """The competition file for the test split, made with the decision rule that won on validation."""
     bundle = load_checked_bundle(lake)

@@ -11,6 +11,7 @@ from snake_assets.core.preprocess import PreprocessConfig
 from snake_assets.core.training import TrainConfig, fit_linear_head
 from snake_assets.core.version import code_version
 from snake_assets.core.warehouse import read_table
+from snake_assets.defs import automation
 from snake_assets.defs.assets.labels import load_label_map
 from snake_assets.defs.resources import BackboneResource, LakeResource
 
@@ -32,7 +33,10 @@ class SpeciesHeadConfig(dg.Config):
         )
 
 
-@dg.asset(group_name="training", kinds={"pytorch", "safetensors"}, deps=["species_label_map", "image_embeddings"])
+@dg.asset(
+    group_name="training", kinds={"pytorch", "safetensors"}, deps=["species_label_map", "image_embeddings"],
+    automation_condition=automation.RETRAIN,
+)
 def species_head(
     context: dg.AssetExecutionContext, config: SpeciesHeadConfig, lake: LakeResource, backbone: BackboneResource
 ) -> dg.MaterializeResult:
