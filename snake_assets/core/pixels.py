@@ -93,23 +93,32 @@ class ImageFileDataset(Dataset):
         if self.hashes is not None and len(self.hashes) != len(self.paths):
             raise ValueError(f"{len(self.hashes)} hashes for {len(self.paths)} paths")
 
-    def _changed(self, index: int) -> bool:
+    def _read_checked(self, index: int) -> bytes | None:
+        """The file's bytes if they hash to the expected value; ``None`` when unreadable (load_rgb says why).
+
+        Raises:
+            LookupError: the bytes differ from the hashed ones.
+        """
         try:
             data = Path(self.paths[index]).read_bytes()
         except OSError:
-            return False  # load_rgb names the reason (missing, not a file, unreadable)
-        return hashlib.sha256(data).hexdigest() != self.hashes[index]
+            return None
+        if hashlib.sha256(data).hexdigest() != self.hashes[index]:
+            raise LookupError(CHANGED)
+        return data
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, index: int) -> tuple[int, torch.Tensor | None, str | None]:
         path = self.paths[index]
-        if self.hashes is not None and self._changed(index):
+        try:
+            data = self._read_checked(index) if self.hashes is not None else None
+        except LookupError:
             logger.warning("skipping %s: its bytes no longer match the manifest's content hash", path)
             return index, None, CHANGED
-        try:
-            crop = crop_uint8(load_rgb(path), self.cfg)
+        try:  # one read: the hashed bytes are the decoded bytes
+            crop = crop_uint8(load_rgb(path, data=data), self.cfg)
             return index, torch.from_numpy(crop) if self.uint8 else lut_normalize(crop, self.cfg), None
         except UnreadableImageError as exc:
             logger.warning("skipping unreadable image %s", exc)

@@ -215,32 +215,60 @@ class LastIngest:
 
 
 @dataclass(frozen=True)
+class WatchState:
+    """The release sensor's cursor: the last fingerprint, and shards requested but not yet embedded."""
+
+    fingerprint: ReleaseFingerprint | None = None
+    pending: dict[str, float] = field(default_factory=dict)
+    """Shard -> when it was requested; dropped once the partition is materialized after that."""
+
+    def to_json(self) -> str:
+        fingerprint = json.loads(self.fingerprint.to_json()) if self.fingerprint else None
+        return json.dumps({"fingerprint": fingerprint, "pending": self.pending}, sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str | None) -> WatchState:
+        data = json.loads(text) if text else {}
+        fingerprint = data.get("fingerprint")
+        return cls(ReleaseFingerprint.from_json(json.dumps(fingerprint)) if fingerprint else None, dict(data.get("pending", {})))
+
+
+@dataclass(frozen=True)
 class TickPlan:
-    """A sensor tick's decision: ``run`` (ingest + ``change.shards_to_embed``), ``adopt`` or ``skip``."""
+    """A sensor tick's decision: ``run`` (ingest, then embed ``shards``), ``adopt`` (record a baseline) or ``skip``."""
 
     action: str
     change: ReleaseChange
     reason: str
+    shards: tuple[str, ...] = ()
 
 
-def plan_tick(previous: ReleaseFingerprint | None, current: ReleaseFingerprint, last_ingest: LastIngest | None) -> TickPlan:
+def plan_tick(
+    previous: ReleaseFingerprint | None,
+    current: ReleaseFingerprint,
+    last_ingest: LastIngest | None,
+    unembedded: tuple[str, ...] = (),
+) -> TickPlan:
     """Decide what one look at the release must run.
 
-    With a previous fingerprint (the sensor's cursor), run exactly what changed. Without one
-    (a sensor that has never ticked), the release is new unless the instance already ingested
-    this very release: same number of listed images and no file modified since that ingest.
-    Then the current state is adopted as the baseline and nothing is recomputed (a release
-    built by ``snake-assets run`` before the daemon started is not processed twice).
+    With a previous fingerprint (the sensor's cursor), run exactly what changed, plus
+    ``unembedded``: shards an earlier request named that were never embedded (its backfill
+    failed, e.g. on a broken CSV that this change fixes), so no change is lost. Without a
+    previous fingerprint (a sensor that never ticked) the release is new, unless the instance
+    already ingested this very release (same number of listed images, no file modified since
+    that ingest): then it is adopted as the baseline and nothing is recomputed, so a release
+    built by ``snake-assets run`` before the daemon started is not processed twice.
     """
     change = diff_releases(previous, current)
-    if previous is not None:
-        action = "run" if change.needs_ingest else "skip"
-        return TickPlan(action, change, change.describe())
-    if (
+    if previous is None and (
         last_ingest is not None
         and last_ingest.listed_images == current.listed_images
         and current.newest_mtime_ns <= last_ingest.timestamp * 1e9
     ):
         reason = f"baseline adopted: the instance ingested this release already ({current.listed_images} images, no file newer than that ingest)"
         return TickPlan("adopt", change, reason)
-    return TickPlan("run", change, change.describe())
+    if not change.needs_ingest:
+        return TickPlan("skip", change, change.describe())
+    carried = tuple(sorted(set(unembedded) - set(change.shards_to_embed)))
+    reason = change.describe() + (f"; not embedded since an earlier request: {', '.join(carried)}" if carried else "")
+    return TickPlan("run", change, reason, tuple(sorted(set(change.shards_to_embed) | set(carried))))

@@ -8,7 +8,9 @@ import pytest
 
 from snake_assets.core import schemas
 from snake_assets.core.manifest import build_image_manifest, shard_of
-from snake_assets.core.release_watch import LastIngest, ReleaseFingerprint, diff_releases, fingerprint_release, plan_tick
+from snake_assets.core.release_watch import (
+    LastIngest, ReleaseFingerprint, WatchState, diff_releases, fingerprint_release, plan_tick,
+)
 
 N = 4
 COLUMNS = {
@@ -139,12 +141,15 @@ def test_cursor_round_trip_and_unknown_version(release):
     assert ReleaseFingerprint.from_json(None) is None
     assert ReleaseFingerprint.from_json(fingerprint.to_json().replace('"version":1', '"version":0')) is None
     assert len(fingerprint.to_json()) < 1000
+    state = WatchState(fingerprint, {"shard-001": 12.5})
+    assert WatchState.from_json(state.to_json()) == state
+    assert WatchState.from_json(None) == WatchState()
 
 
 def test_first_look_runs_everything(release):
     plan = plan_tick(None, fp(release), last_ingest=None)
     assert plan.action == "run"
-    assert plan.change.shards_to_embed == ("shard-000", "shard-001", "shard-002")
+    assert plan.shards == plan.change.shards_to_embed == ("shard-000", "shard-001", "shard-002")
     assert "first look" in plan.reason
 
 
@@ -165,5 +170,16 @@ def test_with_a_cursor_only_changes_run(release):
     assert plan_tick(before, fp(release), ingest).action == "skip"
     write_image(release, name_in("shard-000", "train", "t"), b"new bytes, new vectors")
     plan = plan_tick(before, fp(release), ingest)
-    assert (plan.action, plan.change.shards_to_embed) == ("run", ("shard-000",))
+    assert (plan.action, plan.shards) == ("run", ("shard-000",))
     assert plan.reason == "changed shard-000 (1 -> 1 images)"
+
+
+def test_shards_never_embedded_are_carried_into_the_next_change(release):
+    """A drop whose backfill failed (say, on a broken CSV) is embedded when the fix arrives."""
+    before = fp(release)
+    rewrite(release, schemas.VENOMOUS_FILE, lambda ls: [*ls, "9,1"])  # the fix: a metadata-only change
+    plan = plan_tick(before, fp(release), None, unembedded=("shard-002",))
+    assert (plan.action, plan.change.shards_to_embed, plan.shards) == ("run", (), ("shard-002",))
+    assert plan.reason.endswith("not embedded since an earlier request: shard-002")
+    unchanged = plan_tick(fp(release), fp(release), None, unembedded=("shard-002",))
+    assert (unchanged.action, unchanged.shards) == ("skip", ())  # carried only with a change, never retried in a loop

@@ -7,7 +7,7 @@ runs by in-process executions of exactly what the sensor or the tick requested.
 import dagster as dg
 import pytest
 
-from snake_assets.core.release_watch import ReleaseFingerprint, fingerprint_release, plan_tick
+from snake_assets.core.release_watch import fingerprint_release, plan_tick
 from snake_assets.definitions import defs
 from snake_assets_tests.drops import add_drop, copy_release, rename_species
 
@@ -40,7 +40,7 @@ class World:
         plan = plan_tick(self.fingerprint, current, None)
         self.fingerprint = current
         assert self.run(INGEST).success
-        for shard in plan.change.shards_to_embed:
+        for shard in plan.shards:
             assert self.run(["image_embeddings"], partition_key=shard).success
         return plan
 
@@ -67,7 +67,7 @@ def world(tmp_path_factory, demo_release, tiny_backbone):
 def test_a_drop_sets_the_whole_chain_in_motion_once(world):
     add_drop(world.root, shard="shard-001", train_images=2, test_images=1)
     plan = world.release_sensor_runs()
-    assert plan.change.shards_to_embed == ("shard-001",)
+    assert plan.shards == ("shard-001",)
     assert world.tick() == dict.fromkeys(CHAIN, 1)  # label map, then the head and everything after it, in one run
     assert world.tick() == {}  # requested once, not again on the next tick
 
@@ -75,7 +75,7 @@ def test_a_drop_sets_the_whole_chain_in_motion_once(world):
 def test_a_broken_label_map_stops_everything_downstream_and_says_why(world):
     class_id = rename_species(world.root)  # same class ids, one species renamed: the mapping changed silently
     plan = world.release_sensor_runs()
-    assert plan.change.shards_to_embed == ()  # no image changed: nothing to re-embed
+    assert plan.shards == ()  # no image changed: nothing to re-embed
     requested = world.tick()
     assert set(requested) == CHAIN  # one run: the label map's blocking checks guard the rest
     result = world.run(requested)

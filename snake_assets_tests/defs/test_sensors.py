@@ -39,9 +39,12 @@ def _added(result: dg.SensorResult) -> list[str]:
 
 
 def test_sensor_is_running_by_default_and_targets_ingest_and_embeddings():
-    sensor = defs().resolve_sensor_def("release_sensor")
+    d = defs()
+    sensor = d.resolve_sensor_def("release_sensor")
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
-    assert sensor is release_sensor
+    assert sensor.name == release_sensor.name
+    targets = sensor.asset_selection.resolve(d.resolve_asset_graph())
+    assert {k.to_user_string() for k in targets} == INGEST_ASSETS | {"image_embeddings"}
 
 
 def test_first_look_requests_ingest_and_every_shard(release):
@@ -74,3 +77,21 @@ def test_sensor_without_cursor_rebuilds_when_the_ingested_release_differs(releas
         add_drop(release, shard="shard-000", train_images=1, test_images=0)
         result = _tick(instance)
         assert _requested(result) == (INGEST_ASSETS, ALL_SHARDS)
+
+
+def test_a_drop_whose_backfill_failed_is_embedded_with_the_next_change(release):
+    with dg.instance_for_test() as instance:
+        assert defs().resolve_job_def("ingest_job").execute_in_process(instance=instance).success
+        adopted = _tick(instance)
+        add_drop(release, shard="shard-003", train_images=1, test_images=0)
+        first = _tick(instance, cursor=adopted.cursor)
+        assert _requested(first)[1] == ["shard-003"]  # ... and say its backfill fails: nothing is embedded
+        add_drop(release, shard="shard-000", train_images=1, test_images=0)
+        second = _tick(instance, cursor=first.cursor)
+        assert _requested(second)[1] == ["shard-000", "shard-003"]
+        job = defs().resolve_job_def("embedding_job")
+        for shard in ("shard-000", "shard-003"):
+            assert job.execute_in_process(instance=instance, partition_key=shard).success
+        add_drop(release, shard="shard-001", train_images=1, test_images=0)
+        third = _tick(instance, cursor=second.cursor)
+        assert _requested(third)[1] == ["shard-001"]  # embedded shards are no longer carried
