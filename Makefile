@@ -13,7 +13,7 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export SNAKE_DATA_DIR ?= $(DEMO_DIR)/release
 export SNAKE_BACKBONE ?= $(DEMO_DIR)/backbone
 export SNAKE_DEVICE ?= auto
-export SNAKE_BATCH_SIZE ?= 32
+export SNAKE_BATCH_SIZE ?= 0
 
 .PHONY: demo test ui venv dagster-home clean
 

@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--home", required=True, help="lake root (SNAKE_HOME)")
     run.add_argument("--backbone", required=True, help="hub id (cached) or local model folder (SNAKE_BACKBONE)")
     run.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    run.add_argument("--batch-size", type=int, default=32)
+    run.add_argument("--batch-size", type=int, default=0, help="images per forward pass; 0 = per-device default (32 CPU, 64 GPU)")
     run.add_argument("--num-shards", type=int, default=4, help="embedding partitions (hash buckets of images)")
     run.set_defaults(func=_run)
 

@@ -32,7 +32,8 @@ class RunSettings:
     home: str
     backbone: str
     device: str = "auto"
-    batch_size: int = 32
+    batch_size: int = 0
+    """0 = the per-device default of the embedding engine."""
     num_shards: int = 4
 
     def export(self) -> None:

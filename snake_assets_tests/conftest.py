@@ -31,19 +31,24 @@ def tiny_backbone(tmp_path_factory) -> Path:
     return write_tiny_backbone(tmp_path_factory.mktemp("backbone"), seed=0)
 
 
-@pytest.fixture
-def snake_env(tmp_path, demo_release, tiny_backbone, monkeypatch):
-    """Env vars the code location's EnvVar resources read, on temp paths."""
+def set_snake_env(mp: pytest.MonkeyPatch, release: Path, backbone: Path, lake: Path) -> dict[str, str]:
+    """Set the env vars the code location's EnvVar resources read; returns them."""
     env = {
-        "SNAKE_DATA_DIR": str(demo_release),
-        "SNAKE_HOME": str(tmp_path / "lake"),
-        "SNAKE_BACKBONE": str(tiny_backbone),
+        "SNAKE_DATA_DIR": str(release),
+        "SNAKE_HOME": str(lake),
+        "SNAKE_BACKBONE": str(backbone),
         "SNAKE_DEVICE": "cpu",
         "SNAKE_BATCH_SIZE": "16",
     }
     for k, v in env.items():
-        monkeypatch.setenv(k, v)
+        mp.setenv(k, v)
     return env
+
+
+@pytest.fixture
+def snake_env(tmp_path, demo_release, tiny_backbone, monkeypatch):
+    """Env vars the code location's EnvVar resources read, on temp paths."""
+    return set_snake_env(monkeypatch, demo_release, tiny_backbone, tmp_path / "lake")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from snake_assets.core.demo import DEMO_SPECIES, TINY_BACKBONE_HIDDEN_SIZE, write_demo_release, write_tiny_backbone
+from snake_assets.core.projection import PAPER_SPECIES as PAPER_SPECIES_ORDERED
 
 INAT = "SnakeCLEF2023-TrainMetadata-iNat.csv"
 HM = "SnakeCLEF2023-TrainMetadata-HM.csv"
@@ -24,14 +25,7 @@ OFFICIAL_COLUMNS = {
     VENOMOUS: "class_id,MIVS",
     GROUND_TRUTH: "observation_id,class_id",
 }
-PAPER_SPECIES = {
-    "Micrurus fulvius",
-    "Lampropeltis triangulum",
-    "Morelia spilota",
-    "Bitis gabonica",
-    "Agkistrodon contortrix",
-    "Agkistrodon piscivorus",
-}
+PAPER_SPECIES = set(PAPER_SPECIES_ORDERED)
 MIXED_EXTENSIONS = {".jpg", ".jpeg", ".JPG", ".png"}
 # Large, sparse, and ordered differently from the species.
 OVERRIDE = dict(zip(DEMO_SPECIES, [1783, 5, 977, 1500, 42, 1204, 333, 1650, 808]))

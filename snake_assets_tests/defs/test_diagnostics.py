@@ -26,6 +26,7 @@ from snake_assets.core.scoring import score_submission
 from snake_assets.core.warehouse import replace_table
 from snake_assets.definitions import defs
 from snake_assets.defs.resources import BackboneResource
+from snake_assets_tests.conftest import set_snake_env
 
 PROJECTION = dg.AssetKey("embedding_projection")
 SCORES = dg.AssetKey("validation_scores")
@@ -63,11 +64,7 @@ def lake_instance(tmp_path_factory, demo_release, tiny_backbone):
     """(instance, lake, result of the default projection) after a real ingest and controlled shards."""
     mp = pytest.MonkeyPatch()
     lake = tmp_path_factory.mktemp("lake")
-    for k, v in {
-        "SNAKE_DATA_DIR": str(demo_release), "SNAKE_HOME": str(lake), "SNAKE_BACKBONE": str(tiny_backbone),
-        "SNAKE_DEVICE": "cpu", "SNAKE_BATCH_SIZE": "16",
-    }.items():
-        mp.setenv(k, v)
+    set_snake_env(mp, demo_release, tiny_backbone, lake)
     with dg.instance_for_test() as instance:
         assert defs().resolve_job_def("ingest_job").execute_in_process(instance=instance).success
         backbone = BackboneResource(model=str(tiny_backbone))

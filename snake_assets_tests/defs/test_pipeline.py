@@ -11,6 +11,7 @@ import pytest
 from snake_assets.core.checkpoint import load_bundle
 from snake_assets.core.labels import LabelMap
 from snake_assets.definitions import defs
+from snake_assets_tests.conftest import set_snake_env
 
 
 def _run(job: str, instance, **kwargs) -> dg.ExecuteInProcessResult:
@@ -31,11 +32,7 @@ def materialized(tmp_path_factory, demo_release, tiny_backbone):
     """The whole graph, once, on a temporary instance: (instance, lake path, results by stage)."""
     mp = pytest.MonkeyPatch()
     lake = tmp_path_factory.mktemp("lake")
-    for k, v in {
-        "SNAKE_DATA_DIR": str(demo_release), "SNAKE_HOME": str(lake), "SNAKE_BACKBONE": str(tiny_backbone),
-        "SNAKE_DEVICE": "cpu", "SNAKE_BATCH_SIZE": "16",
-    }.items():
-        mp.setenv(k, v)
+    set_snake_env(mp, demo_release, tiny_backbone, lake)
     with dg.instance_for_test() as instance:
         results = {"ingest": _run("ingest_job", instance)}
         shards = instance.get_dynamic_partitions("image_shards")

@@ -51,3 +51,13 @@ def test_temporaries_of_live_processes_and_other_hosts_are_left_alone(tmp_path):
     atomic_write_bytes(target, b"y")
     assert not live.exists() and other_host.exists()
     assert os.path.getsize(target) == 1
+
+
+def test_atomic_writes_get_ordinary_file_permissions(tmp_path):
+    """A submission or PNG written atomically is as readable as one written with open()."""
+    import os
+
+    plain = tmp_path / "plain.txt"
+    plain.write_bytes(b"x")
+    written = atomic_write_bytes(tmp_path / "atomic.txt", b"x")
+    assert os.stat(written).st_mode & 0o777 == os.stat(plain).st_mode & 0o777
