@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from snake_assets.core.checkpoint import BundleError, load_bundle
 from snake_assets.core.labels import label_map_problems
 from snake_assets.core.warehouse import read_table
 from snake_assets.defs.resources import LakeResource
@@ -48,21 +49,34 @@ def every_train_class_has_label(lake: LakeResource) -> dg.AssetCheckResult:
 
 
 @dg.asset_check(asset=ASSET, blocking=True)
-def labels_stable_unless_classes_changed(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
-    """The mapping equals the previous materialization's unless the class set itself changed."""
-    records = context.instance.fetch_materializations(dg.AssetKey(ASSET), limit=2).records
-    if len(records) < 2:
-        return dg.AssetCheckResult(passed=True, metadata={"compared_with": "nothing (first materialization)"})
-    meta = [r.asset_materialization.metadata for r in records]
-    cur, prev = ({k: m[k].value for k in ("fingerprint", "class_set_fingerprint")} for m in meta)
-    same_classes = cur["class_set_fingerprint"] == prev["class_set_fingerprint"]
-    passed = not same_classes or cur["fingerprint"] == prev["fingerprint"]
-    return dg.AssetCheckResult(
-        passed=passed,
-        metadata={
-            "class_set_changed": not same_classes,
-            "mapping_changed": cur["fingerprint"] != prev["fingerprint"],
-            "previous_run": records[1].run_id,
-        },
-    )
+def labels_stable_unless_classes_changed(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> dg.AssetCheckResult:
+    """The mapping equals the one the current head was trained with (else the last accepted
+    materialization's) unless the class set itself changed.
 
+    Comparing with the head bundle rather than only the last materialization means a
+    rejected bad drop does not become the reference: once the data is fixed, the map
+    matches the model again and the chain resumes.
+    """
+    records = context.instance.fetch_materializations(dg.AssetKey(ASSET), limit=20).records
+    current = {k: records[0].asset_materialization.metadata[k].value for k in ("fingerprint", "class_set_fingerprint")}
+    try:
+        trained = load_bundle(lake.head_bundle_path()).label_map
+        reference = {"fingerprint": trained.fingerprint(), "class_set_fingerprint": trained.class_set_fingerprint()}
+        compared_with = f"the label map inside {lake.head_bundle_path().name}"
+    except BundleError:
+        # No usable head yet: the newest earlier map whose run succeeded (a run stopped by
+        # a failed blocking check must not become the reference).
+        accepted = [
+            r for r in records[1:]
+            if (run := context.instance.get_run_by_id(r.run_id)) is not None and run.status == dg.DagsterRunStatus.SUCCESS
+        ]
+        if not accepted:
+            return dg.AssetCheckResult(passed=True, metadata={"compared_with": "nothing (no accepted earlier map, no head yet)"})
+        reference = {k: accepted[0].asset_materialization.metadata[k].value for k in current}
+        compared_with = f"the last accepted materialization (run {accepted[0].run_id})"
+    same_classes = current["class_set_fingerprint"] == reference["class_set_fingerprint"]
+    mapping_changed = current["fingerprint"] != reference["fingerprint"]
+    return dg.AssetCheckResult(
+        passed=not same_classes or not mapping_changed,
+        metadata={"class_set_changed": not same_classes, "mapping_changed": mapping_changed, "compared_with": compared_with},
+    )

@@ -73,6 +73,7 @@ def test_a_drop_sets_the_whole_chain_in_motion_once(world):
 
 
 def test_a_broken_label_map_stops_everything_downstream_and_says_why(world):
+    originals = {p: p.read_bytes() for p in world.root.glob("*.csv")}
     class_id = rename_species(world.root)  # same class ids, one species renamed: the mapping changed silently
     plan = world.release_sensor_runs()
     assert plan.shards == ()  # no image changed: nothing to re-embed
@@ -90,3 +91,12 @@ def test_a_broken_label_map_stops_everything_downstream_and_says_why(world):
     assert started.isdisjoint({"species_head", "validation_predictions", "validation_scores", "competition_submission"})
     assert world.tick() == {}  # and the next tick does not retry on the bad label map
     assert class_id == 1137
+
+    # Fixing the data makes the map match the trained head again: the rejected map is no reference.
+    for path, data in originals.items():
+        path.write_bytes(data)
+    world.release_sensor_runs()
+    fixed = world.run(world.tick())
+    checks = {e.check_name: e.passed for e in fixed.get_asset_check_evaluations()}
+    why = {e.check_name: {k: v.value for k, v in e.metadata.items()} for e in fixed.get_asset_check_evaluations()}
+    assert checks["labels_stable_unless_classes_changed"], why
