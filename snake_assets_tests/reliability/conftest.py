@@ -154,3 +154,15 @@ def snake_env(baseline: Baseline, lake: Path, tmp: Path) -> dict[str, str]:
 def cli_args(baseline: Baseline, lake: Path) -> list[str]:
     return ["cli", "run", "--data-dir", str(baseline.release), "--home", str(lake), "--backbone", str(baseline.backbone),
             "--device", "cpu", "--batch-size", "16", "--num-shards", str(NUM_SHARDS)]
+
+
+def failure_messages(result) -> str:
+    """Every step failure message of a run, with chained causes (what a user reads in the UI)."""
+    messages = []
+    for event in result.all_events:
+        if event.is_step_failure:
+            err = event.step_failure_data.error
+            while err is not None:
+                messages.append(err.message)
+                err = err.cause
+    return "\n".join(messages)

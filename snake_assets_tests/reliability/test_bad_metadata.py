@@ -17,7 +17,7 @@ import pytest
 
 from snake_assets.core import schemas
 from snake_assets.definitions import defs
-from snake_assets_tests.reliability.conftest import NUM_SHARDS, read_tables
+from snake_assets_tests.reliability.conftest import NUM_SHARDS, failure_messages, read_tables
 
 INAT, HM, VAL, TEST = schemas.TRAIN_INAT_FILE, schemas.TRAIN_HM_FILE, schemas.VAL_FILE, "SnakeCLEF2024-TestMetadata.csv"
 
@@ -133,17 +133,6 @@ def _ingest(release: Path, lake: Path, backbone: Path, instance, monkeypatch, *,
     return job.execute_in_process(instance=instance, raise_on_error=False, run_config=run_config)
 
 
-def _errors(result) -> str:
-    messages = []
-    for event in result.all_events:
-        if event.is_step_failure:
-            err = event.step_failure_data.error
-            while err is not None:
-                messages.append(err.message)
-                err = err.cause
-    return "\n".join(messages)
-
-
 def _lake_copy(baseline, tmp_path: Path) -> Path:
     lake = tmp_path / "lake"
     lake.mkdir()
@@ -158,7 +147,7 @@ def test_refused_metadata_names_file_line_column_and_writes_nothing(case, baseli
     lake = _lake_copy(baseline, tmp_path)
     result = _ingest(release, lake, baseline.backbone, instance, monkeypatch, only_metadata=True)
     assert not result.success
-    errors = _errors(result)
+    errors = failure_messages(result)
     assert file in errors
     assert pd.Series([errors]).str.contains(match).iloc[0], errors[-3000:]
     before, after = read_tables(baseline.lake), read_tables(lake)
@@ -178,7 +167,7 @@ def test_bom_crlf_and_quoted_commas_load_the_same_rows(baseline, instance, tmp_p
     release = _broken_copy(baseline.release, tmp_path / "release", requote)
     lake = _lake_copy(baseline, tmp_path)
     result = _ingest(release, lake, baseline.backbone, instance, monkeypatch)
-    assert result.success, _errors(result)
+    assert result.success, failure_messages(result)
     before, after = read_tables(baseline.lake)["raw_val_metadata"], read_tables(lake)["raw_val_metadata"]
     assert after.loc[0, "code"] == "DE, AT"
     pd.testing.assert_frame_equal(after.drop(columns="code"), before.drop(columns="code"))

@@ -19,7 +19,7 @@ import torch
 from snake_assets.core.checkpoint import HeadBundle, load_bundle, save_bundle
 from snake_assets.core.head import HeadConfig, LinearHead
 from snake_assets.definitions import defs
-from snake_assets_tests.reliability.conftest import read_tables
+from snake_assets_tests.reliability.conftest import failure_messages, read_tables
 
 DOWNSTREAM = [dg.AssetKey(k) for k in ("validation_predictions", "validation_scores", "competition_submission")]
 BUNDLE = Path("models") / "species_head.safetensors"
@@ -78,17 +78,6 @@ CASES = {
 }
 
 
-def _errors(result) -> str:
-    messages = []
-    for event in result.all_events:
-        if event.is_step_failure:
-            err = event.step_failure_data.error
-            while err is not None:
-                messages.append(err.message)
-                err = err.cause
-    return "\n".join(messages)
-
-
 @pytest.fixture(scope="module")
 def instance():
     with dg.instance_for_test() as instance:
@@ -110,7 +99,7 @@ def test_untrusted_bundle_is_refused_and_nothing_downstream_changes(case, baseli
         instance=instance, raise_on_error=False, asset_selection=DOWNSTREAM
     )
     assert not result.success
-    errors = _errors(result)
+    errors = failure_messages(result)
     assert re.search(match, errors), errors[-3000:]
     assert not (lake / "PWNED").exists()
     assert (lake / "submissions" / "submission.csv").read_bytes() == submission
