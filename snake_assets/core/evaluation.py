@@ -89,6 +89,21 @@ def score_all_rules(predictions: pd.DataFrame, ground_truth: pd.DataFrame, venom
     return pd.DataFrame(rows)
 
 
+TRACK1_FLOOR = 40.0
+"""An all-wrong submission scores Track 1 between ~36 and ~55 with F1 = 0 (the paper's 39.69)."""
+
+
+def looks_like_broken_mapping(f1: float, track1: float) -> bool:
+    """F1 = 0 or Track 1 in the all-wrong regime: the signature of labels never mapped back to class ids."""
+    return not (f1 > 0 and track1 > TRACK1_FLOOR)
+
+
+def mark_chosen_rule(scores: pd.DataFrame) -> pd.DataFrame:
+    """``scores`` with a boolean ``chosen`` column set on the rule :func:`choose_rule` picks."""
+    aggregation, decision = choose_rule(scores)
+    return scores.assign(chosen=(scores["aggregation"] == aggregation) & (scores["decision"] == decision))
+
+
 def choose_rule(scores: pd.DataFrame) -> tuple[str, str]:
     """The rule with the best Track 1; ties go to the lower Track 2, then to the earlier rule."""
     order = {rule_name(a, d): i for i, (a, d) in enumerate(RULES)}

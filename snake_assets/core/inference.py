@@ -10,6 +10,7 @@ import pandas as pd
 
 from snake_assets.core.checkpoint import HeadBundle
 from snake_assets.core.embedding_store import backbone_slug
+from snake_assets.core.evaluation import majority_class_id
 from snake_assets.core.features import load_split_features
 from snake_assets.core.head import predict_log_probs
 
@@ -57,3 +58,9 @@ def ground_truth(manifest: pd.DataFrame, split: str) -> pd.DataFrame:
     """``observation_id, class_id`` of a labelled split, one row per image in manifest order."""
     rows = manifest[manifest["split"] == split].sort_values("row_id")
     return rows[["observation_id", "class_id"]].astype({"observation_id": str, "class_id": "int64"}).reset_index(drop=True)
+
+
+def fallback_class_id(manifest: pd.DataFrame) -> int:
+    """Prediction for an observation with no embedded image: the most frequent training class."""
+    train = manifest.loc[(manifest["split"] == "train") & (manifest["class_id"] >= 0), "class_id"]
+    return majority_class_id(train)

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from snake_assets.core.features import load_split_features
+
 logger = logging.getLogger(__name__)
 
 PAPER_SPECIES: tuple[str, ...] = (
@@ -103,6 +105,39 @@ def projection_points(
     subset = labelled[labelled["binomial_name"].isin(names)].sort_values("row_id", ignore_index=True)
     keep = cap_sample(subset["binomial_name"], max_points, seed) if len(subset) else np.arange(0)
     return ProjectionSample(subset.iloc[keep].reset_index(drop=True), names, how)
+
+
+def load_projection_vectors(
+    shard_paths: Sequence, points: pd.DataFrame, recipes: Sequence[str], species: Sequence[str]
+) -> tuple[pd.DataFrame, dict[str, np.ndarray], list[str]]:
+    """Vectors of every recipe for the sampled points, aligned row for row.
+
+    A species with fewer than 2 embedded images cannot be cross-validated, so it is
+    left out and returned by name (the caller reports it).
+
+    Returns:
+        ``(points, vectors, left_out)``: embedded points in manifest order,
+        ``recipe -> (n, width)`` matrices, and the species left out.
+
+    Raises:
+        ValueError: recipes cover different images (shards of mixed generations), or
+            fewer than ``MIN_POINTS`` images of 2+ species remain.
+    """
+    rows, vectors = None, {}
+    for recipe in recipes:
+        got, matrix = load_split_features(list(shard_paths), points, recipe)
+        if rows is not None and got["image_key"].tolist() != rows["image_key"].tolist():
+            raise ValueError(f"recipe {recipe!r} covers different images than {recipes[0]!r}: re-materialize image_embeddings")
+        rows, vectors[recipe] = got, matrix
+    counts = rows["binomial_name"].value_counts()
+    left_out = [s for s in species if counts.get(s, 0) < 2]
+    if left_out:
+        keep = ~rows["binomial_name"].isin(left_out).to_numpy()
+        rows, vectors = rows[keep].reset_index(drop=True), {r: v[keep] for r, v in vectors.items()}
+        logger.warning("left out species with fewer than 2 embedded images: %s", left_out)
+    if len(rows) < MIN_POINTS or rows["binomial_name"].nunique() < 2:
+        raise ValueError(f"{len(rows)} embedded images of {rows['binomial_name'].nunique()} species: need {MIN_POINTS}+ images of 2+ species")
+    return rows, vectors, left_out
 
 
 def cap_sample(labels: Sequence, max_points: int, seed: int) -> np.ndarray:

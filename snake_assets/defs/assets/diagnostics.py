@@ -6,10 +6,11 @@ import dagster as dg
 import numpy as np
 
 from snake_assets.core.embedding_store import recipe_widths
-from snake_assets.core.features import load_split_features
 from snake_assets.core.figures import png_markdown, projection_html, scatter_png, thumbnail_data_uri
 from snake_assets.core.files import atomic_write_bytes
-from snake_assets.core.projection import MIN_POINTS, PAPER_SPECIES, fit_umap, projection_points, separability, separability_table
+from snake_assets.core.projection import (
+    PAPER_SPECIES, fit_umap, load_projection_vectors, projection_points, separability, separability_table,
+)
 from snake_assets.core.warehouse import read_table
 from snake_assets.defs.resources import BackboneResource, LakeResource
 
@@ -72,24 +73,10 @@ def embedding_projection(
         manifest, label_frame, species=config.species, top_n=config.top_n, max_points=config.max_points, seed=config.seed
     )
     how = sample.how
-    points, vectors = None, {}
-    for recipe in recipes:
-        rows, matrix = load_split_features(paths, sample.points, recipe)
-        if points is not None and rows["image_key"].tolist() != points["image_key"].tolist():
-            raise dg.Failure(f"recipe {recipe!r} covers different images than {recipes[0]!r}: re-materialize image_embeddings")
-        points, vectors[recipe] = rows, matrix
-    # A species with fewer than 2 embedded images cannot be cross-validated: leave it out and say so in the check.
-    counts = points["binomial_name"].value_counts()
-    thin = [s for s in sample.species if counts.get(s, 0) < 2]
-    if thin:
-        keep = ~points["binomial_name"].isin(thin).to_numpy()
-        points, vectors = points[keep].reset_index(drop=True), {r: v[keep] for r, v in vectors.items()}
-        context.log.warning(f"left out species with fewer than 2 embedded images: {thin}")
-    if len(points) < MIN_POINTS or points["binomial_name"].nunique() < 2:
-        raise dg.Failure(
-            f"{len(points)} embedded images of {how} ({config.species if config.top_n <= 0 else config.top_n}): "
-            f"need {MIN_POINTS}+ images of 2+ species"
-        )
+    try:
+        points, vectors, thin = load_projection_vectors(paths, sample.points, recipes, sample.species)
+    except ValueError as e:
+        raise dg.Failure(f"{how} ({config.species if config.top_n <= 0 else config.top_n}): {e}") from e
     venomous = dict(zip(points["binomial_name"], points["venomous"].astype(bool)))
     context.log.info(f"projecting {len(points)} images of {points['binomial_name'].nunique()} species ({how}); recipes {recipes}")
 

@@ -3,9 +3,11 @@
 import dagster as dg
 
 from snake_assets.core.checkpoint import load_bundle
-from snake_assets.core.evaluation import choose_rule, majority_class_id, predict_all_rules, score_all_rules
+from snake_assets.core.evaluation import (
+    TRACK1_FLOOR, looks_like_broken_mapping, mark_chosen_rule, predict_all_rules, score_all_rules,
+)
 from snake_assets.core.figures import confusion_png, png_markdown, venom_outcomes
-from snake_assets.core.inference import ground_truth, shard_paths_for, split_log_probs
+from snake_assets.core.inference import fallback_class_id, ground_truth, shard_paths_for, split_log_probs
 from snake_assets.core.warehouse import read_table, replace_table
 from snake_assets.defs import automation
 from snake_assets.defs.assets.labels import load_label_map
@@ -13,8 +15,6 @@ from snake_assets.defs.resources import LakeResource
 
 GROUP = "evaluation"
 BROKEN_MAPPING = "scores_above_broken_mapping_regime"
-TRACK1_FLOOR = 40.0
-"""An all-wrong submission scores Track 1 between ~36 and ~55 with F1 = 0 (the paper's 39.69)."""
 
 
 def load_checked_bundle(lake: LakeResource):
@@ -29,10 +29,9 @@ def validation_predictions(lake: LakeResource) -> dg.MaterializeResult:
     with lake.warehouse().get_connection() as conn:
         manifest = read_table(conn, "image_manifest")
     val = split_log_probs(bundle, shard_paths_for(lake.embeddings_dir, bundle, manifest), manifest, "val")
-    fallback = majority_class_id(manifest.loc[manifest["split"] == "train", "class_id"])
     preds = predict_all_rules(
         val.log_probs, val.rows["observation_id"].astype(str).tolist(), val.observation_ids,
-        bundle.label_map, fallback_class_id=fallback,
+        bundle.label_map, fallback_class_id=fallback_class_id(manifest),
     )
     with lake.warehouse().get_connection() as conn:
         replace_table(conn, "validation_predictions", preds)
@@ -63,15 +62,14 @@ def validation_scores(lake: LakeResource) -> dg.MaterializeResult:
         manifest = read_table(conn, "image_manifest")
         venomous = read_table(conn, "venomous_species")
     venomous_ids = set(venomous.loc[venomous["MIVS"] == 1, "class_id"].astype(int))
-    scores = score_all_rules(preds, ground_truth(manifest, "val"), venomous_ids)
-    aggregation, decision = choose_rule(scores)
-    scores["chosen"] = (scores["aggregation"] == aggregation) & (scores["decision"] == decision)
+    truth = ground_truth(manifest, "val")
+    scores = mark_chosen_rule(score_all_rules(preds, truth, venomous_ids))
     with lake.warehouse().get_connection() as conn:
         replace_table(conn, "validation_scores", scores)
     best = scores[scores["chosen"]].iloc[0]
-    passed = bool(best["f1"] > 0 and best["track1"] > TRACK1_FLOOR)
+    passed = not looks_like_broken_mapping(best["f1"], best["track1"])
     table = scores[["rule", "f1", "accuracy", "track1", "track2", "n00", "n01", "n10", "n11", "chosen"]]
-    observations = ground_truth(manifest, "val").drop_duplicates("observation_id")
+    observations = truth.drop_duplicates("observation_id")
     n_venomous = int(observations["class_id"].isin(venomous_ids).sum())
     outcomes = venom_outcomes(
         n_harmless=len(observations) - n_venomous, n_venomous=n_venomous, **{c: int(best[c]) for c in ("n00", "n01", "n10", "n11")}

@@ -6,8 +6,8 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from snake_assets.core.evaluation import majority_class_id, predict_observations
-from snake_assets.core.inference import shard_paths_for, split_log_probs
+from snake_assets.core.evaluation import predict_observations
+from snake_assets.core.inference import fallback_class_id, shard_paths_for, split_log_probs
 from snake_assets.core.scoring import SubmissionError, read_submission, score_files
 from snake_assets.core.submission import format_submission, submission_problems, write_submission
 from snake_assets.core.warehouse import read_table
@@ -19,11 +19,15 @@ DEMO_GROUND_TRUTH = "test_ground_truth.csv"
 """Only generated demo releases ship test labels; real releases are scored by the organisers."""
 
 
+def _known_class_ids(lake: LakeResource) -> set[int]:
+    with lake.warehouse().get_connection() as conn:
+        return set(read_table(conn, "venomous_species")["class_id"].astype(int))
+
+
 def _test_context(lake: LakeResource) -> tuple[list[str], set[int]]:
     with lake.warehouse().get_connection() as conn:
         test = read_table(conn, "image_manifest", "split = ?", ["test"]).sort_values("row_id")
-        venomous = read_table(conn, "venomous_species")
-    return list(dict.fromkeys(test["observation_id"].astype(str))), set(venomous["class_id"].astype(int))
+    return list(dict.fromkeys(test["observation_id"].astype(str))), _known_class_ids(lake)
 
 
 @dg.asset(
@@ -40,11 +44,10 @@ def competition_submission(release: SnakeReleaseResource, lake: LakeResource) ->
     preds = predict_observations(
         test.log_probs, test.rows["observation_id"].astype(str).tolist(), test.observation_ids, bundle.label_map,
         aggregation=chosen["aggregation"], decision=chosen["decision"],
-        fallback_class_id=majority_class_id(manifest.loc[manifest["split"] == "train", "class_id"]),
+        fallback_class_id=fallback_class_id(manifest),
     )
     sub = format_submission(preds)
-    observations, known = _test_context(lake)
-    problems = submission_problems(sub, observations, known)
+    problems = submission_problems(sub, test.observation_ids, _known_class_ids(lake))
     if problems:
         raise dg.Failure("submission refused before writing: " + "; ".join(problems))
     path = write_submission(sub, lake.submission_path())
