@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="materialize the whole graph on the instance in DAGSTER_HOME")
     run.add_argument("--data-dir", required=True, help="release folder (SNAKE_DATA_DIR)")
-    run.add_argument("--home", required=True, help="lake root (SNAKE_HOME)")
+    run.add_argument("--home", required=True, help="lake root (SNAKE_HOME): a folder or gs://bucket/prefix")
     run.add_argument("--backbone", required=True, help="hub id (cached) or local model folder (SNAKE_BACKBONE)")
     run.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     run.add_argument("--batch-size", type=int, default=0, help="images per forward pass; 0 = per-device default (32 CPU, 64 GPU)")

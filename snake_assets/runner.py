@@ -15,7 +15,8 @@ from pathlib import Path
 
 import dagster as dg
 
-from snake_assets.core.warehouse import read_table
+from snake_assets.core.files import is_remote
+from snake_assets.core.lake_location import lake_root
 from snake_assets.defs.resources import LakeResource
 from snake_assets.run_recovery import release_abandoned_runs, run_tags
 
@@ -40,7 +41,7 @@ class RunSettings:
         """Set the env vars the code location's resources read (``dg.EnvVar``)."""
         os.environ.update({
             "SNAKE_DATA_DIR": str(Path(self.data_dir).resolve()),
-            "SNAKE_HOME": str(Path(self.home).resolve()),
+            "SNAKE_HOME": self.home if is_remote(lake_root(self.home)) else str(Path(self.home).resolve()),
             "SNAKE_BACKBONE": self.backbone if not Path(self.backbone).exists() else str(Path(self.backbone).resolve()),
             "SNAKE_DEVICE": self.device,
             "SNAKE_BATCH_SIZE": str(self.batch_size),
@@ -81,17 +82,17 @@ def run_pipeline(settings: RunSettings, instance: dg.DagsterInstance | None = No
     run_config = {"ops": {"image_manifest": {"config": {"num_shards": settings.num_shards}}}}
     _execute(definitions.resolve_job_def("ingest_job"), instance, run_config=run_config)
 
-    lake = LakeResource(home=os.environ["SNAKE_HOME"])
-    with lake.warehouse().get_connection() as conn:
-        shards = sorted(read_table(conn, "image_manifest")["shard"].unique())
+    lake = LakeResource(home=os.environ["SNAKE_HOME"], gcs_token=os.environ.get("SNAKE_GCS_TOKEN", ""))
+    with lake.tables() as db:
+        shards = sorted(db.read("image_manifest")["shard"].unique())
     embedding_job = definitions.resolve_job_def("embedding_job")
     for i, shard in enumerate(shards, 1):
         log.info("embedding partition %s (%d/%d)", shard, i, len(shards))
         _execute(embedding_job, instance, partition_key=shard)
     _execute(definitions.resolve_job_def("training_job"), instance)
 
-    with lake.warehouse().get_connection() as conn:
-        scores = read_table(conn, "validation_scores")
+    with lake.tables() as db:
+        scores = db.read("validation_scores")
     best = scores[scores["chosen"]].iloc[0]
     metrics = ("f1", "accuracy", "track1", "track2")
     return {

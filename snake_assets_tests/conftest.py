@@ -62,3 +62,50 @@ def pytest_collection_modifyitems(config, items):
 
 
 os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator():
+    """A ``gcp-storage-emulator`` on 127.0.0.1 (in memory) with bucket ``snake-lake``; stopped by pid.
+
+    Yields the env a client needs (``STORAGE_EMULATOR_HOST``, ``SNAKE_GCS_TOKEN=anon``).
+    """
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gcp_storage_emulator", "start", "--host", "127.0.0.1", "--port", str(port), "--in-memory", "-q"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"gcp-storage-emulator did not start on port {port} (exit code {proc.poll()})")
+                time.sleep(0.05)
+        env = {"STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{port}", "SNAKE_GCS_TOKEN": "anon"}
+        mp = pytest.MonkeyPatch()
+        for k, v in env.items():
+            mp.setenv(k, v)
+        from google.auth.credentials import AnonymousCredentials
+        from google.cloud import storage
+
+        storage.Client(project="snake-test", credentials=AnonymousCredentials()).create_bucket("snake-lake")
+        yield env
+        mp.undo()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

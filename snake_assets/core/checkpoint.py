@@ -22,7 +22,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from snake_assets.core.files import atomic_path
+from snake_assets.core.files import as_path, atomic_path, local_copy
 from snake_assets.core.head import HeadConfig, LinearHead
 from snake_assets.core.labels import LabelMap
 
@@ -113,7 +113,7 @@ def save_bundle(bundle: HeadBundle, path: str | os.PathLike) -> Path:
     with atomic_path(path) as tmp:
         save_file(tensors, tmp, metadata=metadata)
     logger.info("Saved head bundle %s (%s, %d classes)", path, bundle.head_config, bundle.label_map.num_classes)
-    return Path(path)
+    return as_path(path)
 
 
 def load_bundle(
@@ -140,7 +140,7 @@ def load_bundle(
             edited or do not fit, or it disagrees with one of the expectations.
     """
     try:
-        with safe_open(os.fspath(path), framework="pt", device="cpu") as f:
+        with local_copy(path) as local, safe_open(os.fspath(local), framework="pt", device="cpu") as f:
             metadata = f.metadata()
             tensors = {k: f.get_tensor(k).clone() for k in f.keys()}
     except (OSError, SafetensorError, ValueError, RuntimeError) as e:

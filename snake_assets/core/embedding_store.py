@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from snake_assets.core.files import atomic_path
+from snake_assets.core.files import arrow_source, as_path, atomic_path
 from snake_assets.core.vector_cache import vectors_to_arrow
 
 KEY_COLUMNS = ("image_key", "content_hash", "row_id")
@@ -41,8 +42,8 @@ class ShardWriter:
     Use as a context manager; an exception (or a crash) leaves the previous shard file intact.
     """
 
-    def __init__(self, path: str | Path, widths: dict[str, int], metadata: dict[str, str] | None = None) -> None:
-        self.path = Path(path)
+    def __init__(self, path: Any, widths: dict[str, int], metadata: dict[str, str] | None = None) -> None:
+        self.path = as_path(path)
         self.schema = shard_schema(widths, metadata)
         self.widths = dict(widths)
         self.rows = 0
@@ -94,14 +95,18 @@ def write_shard(
     widths = {r: (m.shape[1] if np.ndim(m) == 2 else 0) for r, m in vectors.items()}
     with ShardWriter(path, widths, metadata) as writer:
         writer.write(image_keys=image_keys, content_hashes=content_hashes, row_ids=row_ids, vectors=vectors)
-    return Path(path)
+    return as_path(path)
 
 
-def read_shards(paths: list[str | Path], recipe: str) -> tuple[pd.DataFrame, np.ndarray]:
-    """``image_key, content_hash`` rows and the aligned (n, width) float32 matrix of one recipe."""
+def read_shards(paths: list[Any], recipe: str) -> tuple[pd.DataFrame, np.ndarray]:
+    """``image_key, content_hash`` rows and the aligned (n, width) float32 matrix of one recipe.
+
+    ``paths`` are local paths or remote ``UPath`` objects (only the needed columns are fetched).
+    """
     frames, mats = [], []
     for p in paths:
-        t = pq.read_table(p, columns=["image_key", "content_hash", recipe])
+        source, filesystem = arrow_source(p)
+        t = pq.read_table(source, columns=["image_key", "content_hash", recipe], filesystem=filesystem)
         frames.append(t.select(["image_key", "content_hash"]).to_pandas())
         col = t.column(recipe).combine_chunks()
         mats.append(col.values.to_numpy(zero_copy_only=False).reshape(-1, col.type.list_size))
@@ -110,7 +115,8 @@ def read_shards(paths: list[str | Path], recipe: str) -> tuple[pd.DataFrame, np.
     return pd.concat(frames, ignore_index=True), np.concatenate(mats).astype(np.float32, copy=False)
 
 
-def recipe_widths(path: str | Path) -> dict[str, int]:
-    """Width of each recipe column stored in a shard file."""
-    schema = pq.read_schema(path)
+def recipe_widths(path: Any) -> dict[str, int]:
+    """Width of each recipe column stored in a shard file (local or remote)."""
+    source, filesystem = arrow_source(path)
+    schema = pq.read_schema(source, filesystem=filesystem)
     return {f.name: f.type.list_size for f in schema if f.name not in KEY_COLUMNS}

@@ -24,6 +24,7 @@ from snake_assets.core.backbone import Backbone, BackboneSpec, precision_tag
 from snake_assets.core.embedding import iter_embeddings
 from snake_assets.core.recipes import RECIPES, feature_widths
 from snake_assets.core.embedding_store import ShardWriter
+from snake_assets.core.files import as_path
 from snake_assets.core.preprocess import PreprocessConfig
 from snake_assets.core.vector_cache import VectorCache, cache_fingerprint
 
@@ -82,7 +83,7 @@ class ShardReport:
 def shard_cache(backbone_dir: Path, spec: BackboneSpec, device: torch.device, settings: EngineSettings) -> VectorCache:
     """The cache of ``backbone_dir`` (``embeddings/<slug>``) for these settings on ``device``."""
     fingerprint = cache_fingerprint(settings.cfg, precision_tag(device, settings.precision))
-    return VectorCache(Path(backbone_dir) / "cache" / fingerprint, feature_widths(spec, settings.recipes))
+    return VectorCache(as_path(backbone_dir) / "cache" / fingerprint, feature_widths(spec, settings.recipes))
 
 
 def _compute(
@@ -185,7 +186,7 @@ def embed_shard(
                 row_ids=kept["row_id"].astype("int64").tolist(), vectors=vectors,
             )
     return ShardReport(
-        path=Path(out_path), images=len(rows), stored=writer.rows, attempted=len(todo), computed=computed, reused=reused,
+        path=as_path(out_path), images=len(rows), stored=writer.rows, attempted=len(todo), computed=computed, reused=reused,
         deduplicated=len(rows) - len(distinct), failures=failures, seconds=time.monotonic() - started,
         compute_seconds=compute_seconds, widths=widths, finite=finite, cache_dir=cache.root,
     )

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from snake_assets.core.files import atomic_path
+from snake_assets.core.files import as_path, atomic_path
 
 
 def format_submission(predictions: pd.DataFrame) -> pd.DataFrame:
@@ -53,4 +53,4 @@ def write_submission(sub: pd.DataFrame, path: str | Path) -> Path:
     """Write the CSV atomically: readers see the old file or the new one, never half of one."""
     with atomic_path(path) as tmp:
         sub.to_csv(tmp, index=False)
-    return Path(path)
+    return as_path(path)

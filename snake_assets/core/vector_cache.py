@@ -23,13 +23,14 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from snake_assets.core.files import atomic_path
+from snake_assets.core.files import arrow_source, as_path, atomic_path, is_remote
 from snake_assets.core.preprocess import PreprocessConfig
 
 logger = logging.getLogger(__name__)
@@ -63,9 +64,15 @@ def arrow_to_vectors(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
 class Hit:
     """Where a content hash's vectors (or its failure reason) are stored."""
 
-    part: Path
+    part: Any
+    """The part file (a ``Path``, or a ``UPath`` in a remote lake)."""
     row: int
     reason: str | None = None
+
+
+def _open_part(part: Any) -> pq.ParquetFile:
+    source, filesystem = arrow_source(part)
+    return pq.ParquetFile(source, filesystem=filesystem, page_checksum_verification=True)
 
 
 class VectorCache:
@@ -77,7 +84,7 @@ class VectorCache:
             root: ``.../embeddings/<slug>/cache/<fingerprint>``.
             widths: ``recipe -> width`` this backbone produces (schema of new parts).
         """
-        self.root = Path(root)
+        self.root = as_path(root)
         self.widths = dict(widths)
 
     def parts(self) -> list[Path]:
@@ -98,7 +105,7 @@ class VectorCache:
             return hits
         for part in self.parts():
             try:
-                with pq.ParquetFile(part, page_checksum_verification=True) as pf:
+                with _open_part(part) as pf:
                     has_recipes = set(recipes) <= set(pf.schema_arrow.names)
                     table = pf.read(columns=["content_hash", "reason"])
             except (OSError, pa.ArrowException) as exc:  # a damaged part costs its rows, never the run
@@ -121,7 +128,7 @@ class VectorCache:
         for part, positions in by_part.items():
             rows = np.array([hits[i].row for i in positions])
             try:
-                with pq.ParquetFile(part, page_checksum_verification=True) as pf:
+                with _open_part(part) as pf:
                     sizes = [pf.metadata.row_group(g).num_rows for g in range(pf.num_row_groups)]
                     starts = np.cumsum([0, *sizes])
                     group_of_row = np.searchsorted(starts, rows, side="right") - 1
@@ -152,6 +159,8 @@ class PartWriter:
 
     def _remove_stale_temp_files(self) -> None:
         """Temp files of writes killed long ago (a live writer's temp file is seconds old)."""
+        if is_remote(self.cache.root):  # object uploads leave no temp files behind
+            return
         for p in self.cache.root.glob(".*.tmp"):
             try:
                 if time.time() - p.stat().st_mtime > _STALE_TMP_S:
@@ -184,13 +193,10 @@ class PartWriter:
         if table.num_rows == 0:
             return
         path = self.cache.root / f"b-{self.run}-{len(self.written):06d}.parquet"
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-        try:  # rename, no fsync: atomic against a killed process; after a power cut a part that did not
-            # reach the disk fails its footer or page checksums and is recomputed (merged parts are fsynced)
+        # No fsync: atomic against a killed process; after a power cut a part that did not reach
+        # the disk fails its footer or page checksums and is recomputed (merged parts are fsynced).
+        with atomic_path(path, durable=False) as tmp:
             pq.write_table(table, tmp, compression="none", write_page_checksum=True)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
         self.written.append(path)
 
     def compact(self) -> Path | None:
@@ -198,15 +204,18 @@ class PartWriter:
         if not self.written:
             return None
         if len(self.written) == 1:
-            with open(self.written[0], "rb+") as fh:  # make it as durable as a merged part
-                os.fsync(fh.fileno())
+            if not is_remote(self.written[0]):
+                with open(self.written[0], "rb+") as fh:  # make it as durable as a merged part
+                    os.fsync(fh.fileno())
             return self.written[0]
         target = self.cache.root / f"c-{self.run}.parquet"
         with atomic_path(target) as tmp:
-            schema = pq.read_schema(self.written[0])
+            with _open_part(self.written[0]) as first:
+                schema = first.schema_arrow
             with pq.ParquetWriter(tmp, schema, compression="none", write_page_checksum=True) as out:
                 for part in self.written:
-                    out.write_table(pq.read_table(part, page_checksum_verification=True))
+                    with _open_part(part) as pf:
+                        out.write_table(pf.read())
         for part in self.written:
             part.unlink(missing_ok=True)
         self.written = [target]

@@ -142,3 +142,27 @@ def table_exists(conn: duckdb.DuckDBPyConnection, name: str) -> bool:
             "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [_check_ident(name)]
         ).fetchone()[0]
     )
+
+
+def read_parquet(conn: duckdb.DuckDBPyConnection, uri: str, where: str = "", params: list | None = None) -> pd.DataFrame:
+    """``SELECT * FROM read_parquet(uri) [WHERE ...]``; the URI and values are bound parameters.
+
+    ``uri`` may name any filesystem registered on ``conn`` (``gs://...`` through gcsfs).
+    """
+    sql = "SELECT * FROM read_parquet(?)" + (f" WHERE {where}" if where else "")
+    return conn.execute(sql, [uri, *(params or [])]).df()
+
+
+def write_parquet(conn: duckdb.DuckDBPyConnection, df: pd.DataFrame, path: str | Path) -> int:
+    """Write ``df`` to the local Parquet file ``path`` with DuckDB (the column types a warehouse
+    table would get); returns the row count.
+
+    ``path`` is a temporary file the caller created, never text from metadata; quotes are escaped.
+    """
+    conn.register("_incoming", df)
+    try:
+        escaped = str(path).replace("'", "''")
+        conn.execute(f"COPY (SELECT * FROM _incoming) TO '{escaped}' (FORMAT parquet)")
+    finally:
+        conn.unregister("_incoming")
+    return len(df)

@@ -4,15 +4,14 @@ import dagster as dg
 
 from snake_assets.core.checkpoint import BundleError, load_bundle
 from snake_assets.core.labels import label_map_problems
-from snake_assets.core.warehouse import read_table
 from snake_assets.defs.resources import LakeResource
 
 ASSET = "species_label_map"
 
 
 def _tables(lake: LakeResource, *names: str):
-    with lake.warehouse().get_connection() as conn:
-        return [read_table(conn, n) for n in names]
+    with lake.tables() as db:
+        return [db.read(n) for n in names]
 
 
 @dg.asset_check(asset=ASSET, blocking=True)

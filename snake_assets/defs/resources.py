@@ -1,8 +1,11 @@
 """Resources: the release to read, the lake to write, the backbone to embed with."""
 
 
+import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import torch
@@ -18,6 +21,9 @@ from snake_assets.core.backbone import (
     resolve_device,
 )
 from snake_assets.core.embedding_store import backbone_slug
+from snake_assets.core.files import is_remote
+from snake_assets.core.lake_location import lake_root
+from snake_assets.core.lake_tables import ParquetTables, WarehouseTables
 from snake_assets.core.warehouse import DEFAULT_LOCK_TIMEOUT_S, connection
 
 
@@ -48,36 +54,66 @@ class WarehouseResource(DuckDBResource):
 
 
 class LakeResource(dg.ConfigurableResource):
-    """The lake root (``SNAKE_HOME``): DuckDB warehouse, embedding shards, checkpoints, submissions."""
+    """The lake root (``SNAKE_HOME``): tables, embedding shards, checkpoints, submissions.
+
+    A local folder keeps the tables in a DuckDB warehouse file; ``gs://bucket/prefix`` keeps
+    them as Parquet objects under ``tables/`` (every pod sees the same lake) and writes all
+    files as object uploads.
+    """
 
     home: str
+    """A local folder or ``gs://bucket/prefix``."""
     lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S
-    """Seconds a step waits for ``warehouse.duckdb`` while another process holds it."""
+    """Seconds a step waits for ``warehouse.duckdb`` while another process holds it (local lake)."""
+    gcs_token: str = ""
+    """gcsfs token for a bucket lake: ``anon`` (emulator, public bucket), a service-account JSON
+    file, or empty for Google application-default credentials."""
 
     @property
-    def root(self) -> Path:
-        return Path(self.home).expanduser()
+    def root(self) -> Any:
+        """``Path`` of a local lake, ``upath.UPath`` of a bucket lake."""
+        return lake_root(self.home, gcs_token=self.gcs_token or None)
+
+    @property
+    def remote(self) -> bool:
+        return is_remote(self.root)
 
     def warehouse(self) -> DuckDBResource:
-        """dagster-duckdb resource on ``<home>/warehouse.duckdb``."""
+        """dagster-duckdb resource on ``<home>/warehouse.duckdb`` (local lake only).
+
+        Raises:
+            ValueError: the lake is in a bucket, where tables are Parquet objects (use :meth:`tables`).
+        """
+        if self.remote:
+            raise ValueError(f"the lake {self.home} is in object storage: its tables are Parquet objects, use tables()")
         self.root.mkdir(parents=True, exist_ok=True)
         return WarehouseResource(database=str(self.root / "warehouse.duckdb"), lock_timeout_s=self.lock_timeout_s)
 
+    @contextmanager
+    def tables(self) -> Iterator[WarehouseTables | ParquetTables]:
+        """The lake's tables (read, replace, exists), wherever the lake lives."""
+        if self.remote:
+            with ParquetTables.open(self.root / "tables") as tables:
+                yield tables
+        else:
+            with self.warehouse().get_connection() as conn:
+                yield WarehouseTables(conn)
+
     @property
-    def embeddings_dir(self) -> Path:
+    def embeddings_dir(self) -> Any:
         return self.root / "embeddings"
 
-    def shard_path(self, slug: str, shard: str) -> Path:
+    def shard_path(self, slug: str, shard: str) -> Any:
         return self.embeddings_dir / slug / f"{shard}.parquet"
 
-    def backbone_dir(self, slug: str) -> Path:
+    def backbone_dir(self, slug: str) -> Any:
         """``embeddings/<slug>``: the backbone's shard files and its vector cache (``cache/``)."""
         return self.embeddings_dir / slug
 
-    def head_bundle_path(self) -> Path:
+    def head_bundle_path(self) -> Any:
         return self.root / "models" / "species_head.safetensors"
 
-    def submission_path(self) -> Path:
+    def submission_path(self) -> Any:
         return self.root / "submissions" / "submission.csv"
 
 
@@ -120,7 +156,11 @@ def resources() -> dg.Definitions:
     return dg.Definitions(
         resources={
             "release": SnakeReleaseResource(data_dir=dg.EnvVar("SNAKE_DATA_DIR")),
-            "lake": LakeResource(home=dg.EnvVar("SNAKE_HOME")),
+            # SNAKE_GCS_TOKEN is optional (dg.EnvVar requires the variable), so it is read at load time.
+            "lake": LakeResource(
+                home=dg.EnvVar("SNAKE_HOME"),
+                **({"gcs_token": os.environ["SNAKE_GCS_TOKEN"]} if os.environ.get("SNAKE_GCS_TOKEN") else {}),
+            ),
             "backbone": BackboneResource(
                 model=dg.EnvVar("SNAKE_BACKBONE"),
                 device=dg.EnvVar("SNAKE_DEVICE"),

@@ -11,7 +11,6 @@ from snake_assets.core.files import atomic_write_bytes
 from snake_assets.core.projection import (
     PAPER_SPECIES, fit_umap, load_projection_vectors, projection_points, separability, separability_table,
 )
-from snake_assets.core.warehouse import read_table
 from snake_assets.defs.resources import BackboneResource, LakeResource
 
 COVERS_SUBSET = "projection_covers_species_subset"
@@ -58,9 +57,9 @@ def embedding_projection(
 ) -> dg.MaterializeResult:
     """Per feature recipe: a 2D UMAP of a species subset (PNG + hover page) and its kNN / silhouette separability."""
     started = time.monotonic()
-    with lake.warehouse().get_connection() as conn:
-        manifest = read_table(conn, "image_manifest")
-        label_frame = read_table(conn, "species_label_map")
+    with lake.tables() as db:
+        manifest = db.read("image_manifest")
+        label_frame = db.read("species_label_map")
     slug = backbone.slug(backbone.describe())  # identity from the config: no weights loaded
     shard_keys = sorted(manifest["shard"].unique())
     paths = [p for p in (lake.shard_path(slug, s) for s in shard_keys) if p.exists()]

@@ -9,7 +9,6 @@ from snake_assets.core.backbone import precision_tag
 from snake_assets.core.recipes import RECIPES, feature_widths
 from snake_assets.core.embedding_store import recipe_widths
 from snake_assets.core.shard_embedding import EngineSettings, ShardReport, embed_shard, shard_cache
-from snake_assets.core.warehouse import read_table
 from snake_assets.defs.deployment import GPU_STEP_K8S_CONFIG
 from snake_assets.defs.partitions import image_shards
 from snake_assets.defs.resources import BackboneResource, LakeResource
@@ -80,8 +79,8 @@ def image_embeddings(
 ) -> dg.MaterializeResult:
     """Per-image float32 vectors (``cls``, ``patch_mean``, ``dct8x8``, ``cls_last4``) of one shard, keyed by image key and content hash; only images whose bytes were never embedded are computed."""
     shard = context.partition_key
-    with lake.warehouse().get_connection() as conn:
-        rows = read_table(conn, "image_manifest", "shard = ? AND readable", [shard])
+    with lake.tables() as db:
+        rows = db.read("image_manifest", "shard = ? AND readable", [shard])
     spec = backbone.describe()
     device = backbone.resolved_device()
     settings = EngineSettings(

@@ -8,7 +8,6 @@ from snake_assets.core.evaluation import (
 )
 from snake_assets.core.figures import confusion_png, png_markdown, venom_outcomes
 from snake_assets.core.inference import fallback_class_id, ground_truth, shard_paths_for, split_log_probs
-from snake_assets.core.warehouse import read_table, replace_table
 from snake_assets.defs import automation
 from snake_assets.defs.assets.labels import load_label_map
 from snake_assets.defs.resources import LakeResource
@@ -26,15 +25,15 @@ def load_checked_bundle(lake: LakeResource):
 def validation_predictions(lake: LakeResource) -> dg.MaterializeResult:
     """One predicted ``class_id`` per validation observation for each aggregation x decision rule."""
     bundle = load_checked_bundle(lake)
-    with lake.warehouse().get_connection() as conn:
-        manifest = read_table(conn, "image_manifest")
+    with lake.tables() as db:
+        manifest = db.read("image_manifest")
     val = split_log_probs(bundle, shard_paths_for(lake.embeddings_dir, bundle, manifest), manifest, "val")
     preds = predict_all_rules(
         val.log_probs, val.rows["observation_id"].astype(str).tolist(), val.observation_ids,
         bundle.label_map, fallback_class_id=fallback_class_id(manifest),
     )
-    with lake.warehouse().get_connection() as conn:
-        replace_table(conn, "validation_predictions", preds)
+    with lake.tables() as db:
+        db.replace({"validation_predictions": preds})
     n_obs = len(val.observation_ids)
     return dg.MaterializeResult(
         metadata={
@@ -57,15 +56,15 @@ def validation_predictions(lake: LakeResource) -> dg.MaterializeResult:
 )
 def validation_scores(lake: LakeResource) -> dg.MaterializeResult:
     """Official Track 1 / Track 2 / F1 / accuracy of every decision rule on validation; the best is chosen."""
-    with lake.warehouse().get_connection() as conn:
-        preds = read_table(conn, "validation_predictions")
-        manifest = read_table(conn, "image_manifest")
-        venomous = read_table(conn, "venomous_species")
+    with lake.tables() as db:
+        preds = db.read("validation_predictions")
+        manifest = db.read("image_manifest")
+        venomous = db.read("venomous_species")
     venomous_ids = set(venomous.loc[venomous["MIVS"] == 1, "class_id"].astype(int))
     truth = ground_truth(manifest, "val")
     scores = mark_chosen_rule(score_all_rules(preds, truth, venomous_ids))
-    with lake.warehouse().get_connection() as conn:
-        replace_table(conn, "validation_scores", scores)
+    with lake.tables() as db:
+        db.replace({"validation_scores": scores})
     best = scores[scores["chosen"]].iloc[0]
     passed = not looks_like_broken_mapping(best["f1"], best["track1"])
     table = scores[["rule", "f1", "accuracy", "track1", "track2", "n00", "n01", "n10", "n11", "chosen"]]

@@ -11,7 +11,6 @@ from snake_assets.core import schemas
 from snake_assets.core.manifest import (
     build_image_manifest, check_image_paths, reconcile, rejected_images, rejection_counts,
 )
-from snake_assets.core.warehouse import read_table, replace_table, replace_tables
 from snake_assets.defs.partitions import image_shards
 from snake_assets.defs.resources import LakeResource, SnakeReleaseResource
 
@@ -19,8 +18,8 @@ GROUP = "ingest"
 
 
 def _load(table: str, df, lake: LakeResource, source: str) -> dg.MaterializeResult:
-    with lake.warehouse().get_connection() as conn:
-        n = replace_table(conn, table, df)
+    with lake.tables() as db:
+        n = db.replace({table: df})[table]
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": n,
@@ -64,8 +63,8 @@ def raw_test_metadata(release: SnakeReleaseResource, lake: LakeResource) -> dg.M
 def venomous_species(release: SnakeReleaseResource, lake: LakeResource) -> dg.MaterializeResult:
     """``class_id, MIVS`` for every species of the release; MIVS = 1 marks a venomous species."""
     df = schemas.read_venomous(release.root)
-    with lake.warehouse().get_connection() as conn:
-        n = replace_table(conn, "venomous_species", df)
+    with lake.tables() as db:
+        n = db.replace({"venomous_species": df})["venomous_species"]
     return dg.MaterializeResult(metadata={"dagster/row_count": n, "venomous": int(df["MIVS"].sum())})
 
 
@@ -87,17 +86,17 @@ def image_manifest(
     Also writes ``rejected_images`` (the rows that will not be embedded, with file, line
     and reason) in the same transaction, so the two tables always agree.
     """
-    with lake.warehouse().get_connection() as conn:
+    with lake.tables() as db:
         tables = {
-            split: read_table(conn, f"raw_{split}_metadata").sort_values("source_line", kind="stable")
+            split: db.read(f"raw_{split}_metadata").sort_values("source_line", kind="stable")
             for split in ("train", "val", "test")
         }
     manifest = build_image_manifest(
         release.root, tables, num_shards=config.num_shards, test_image_dir=release.test_image_dir
     )
     rejected = rejected_images(manifest)
-    with lake.warehouse().get_connection() as conn:
-        replace_tables(conn, {"image_manifest": manifest, "rejected_images": rejected})
+    with lake.tables() as db:
+        db.replace({"image_manifest": manifest, "rejected_images": rejected})
     shards = sorted(manifest["shard"].unique())
     new = [s for s in shards if not context.instance.has_dynamic_partition(image_shards.name, s)]
     if new:

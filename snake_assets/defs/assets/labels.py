@@ -3,7 +3,6 @@
 import dagster as dg
 
 from snake_assets.core.labels import LabelMap, build_label_map
-from snake_assets.core.warehouse import read_table, replace_table
 from snake_assets.defs import automation
 from snake_assets.defs.resources import LakeResource
 
@@ -12,8 +11,8 @@ TABLE = "species_label_map"
 
 def load_label_map(lake: LakeResource) -> LabelMap:
     """The stored label map (raises ``LabelMapError`` when the table is inconsistent)."""
-    with lake.warehouse().get_connection() as conn:
-        return LabelMap.from_frame(read_table(conn, TABLE))
+    with lake.tables() as db:
+        return LabelMap.from_frame(db.read(TABLE))
 
 
 @dg.asset(
@@ -21,13 +20,13 @@ def load_label_map(lake: LakeResource) -> LabelMap:
 )
 def species_label_map(lake: LakeResource) -> dg.MaterializeResult:
     """``class_id -> label`` (0..K-1, ascending class_id) with binomial name and venomous flag."""
-    with lake.warehouse().get_connection() as conn:
-        train = read_table(conn, "raw_train_metadata")
-        venomous = read_table(conn, "venomous_species")
+    with lake.tables() as db:
+        train = db.read("raw_train_metadata")
+        venomous = db.read("venomous_species")
     label_map = build_label_map(train, venomous)
     frame = label_map.to_frame()
-    with lake.warehouse().get_connection() as conn:
-        replace_table(conn, TABLE, frame)
+    with lake.tables() as db:
+        db.replace({TABLE: frame})
     return dg.MaterializeResult(
         metadata={
             "num_classes": label_map.num_classes,

@@ -7,10 +7,10 @@ import dagster as dg
 import pandas as pd
 
 from snake_assets.core.evaluation import predict_observations
+from snake_assets.core.files import local_copy
 from snake_assets.core.inference import fallback_class_id, shard_paths_for, split_log_probs
 from snake_assets.core.scoring import SubmissionError, read_submission, score_files
 from snake_assets.core.submission import format_submission, submission_problems, write_submission
-from snake_assets.core.warehouse import read_table
 from snake_assets.defs import automation
 from snake_assets.defs.assets.evaluation import load_checked_bundle
 from snake_assets.defs.resources import LakeResource, SnakeReleaseResource
@@ -20,13 +20,13 @@ DEMO_GROUND_TRUTH = "test_ground_truth.csv"
 
 
 def _known_class_ids(lake: LakeResource) -> set[int]:
-    with lake.warehouse().get_connection() as conn:
-        return set(read_table(conn, "venomous_species")["class_id"].astype(int))
+    with lake.tables() as db:
+        return set(db.read("venomous_species")["class_id"].astype(int))
 
 
 def _test_context(lake: LakeResource) -> tuple[list[str], set[int]]:
-    with lake.warehouse().get_connection() as conn:
-        test = read_table(conn, "image_manifest", "split = ?", ["test"]).sort_values("row_id")
+    with lake.tables() as db:
+        test = db.read("image_manifest", "split = ?", ["test"]).sort_values("row_id")
     return list(dict.fromkeys(test["observation_id"].astype(str))), _known_class_ids(lake)
 
 
@@ -37,9 +37,9 @@ def _test_context(lake: LakeResource) -> tuple[list[str], set[int]]:
 def competition_submission(release: SnakeReleaseResource, lake: LakeResource) -> dg.MaterializeResult:
     """The competition file for the test split, made with the decision rule that won on validation."""
     bundle = load_checked_bundle(lake)
-    with lake.warehouse().get_connection() as conn:
-        manifest = read_table(conn, "image_manifest")
-        chosen = read_table(conn, "validation_scores", "chosen").iloc[0]
+    with lake.tables() as db:
+        manifest = db.read("image_manifest")
+        chosen = db.read("validation_scores", "chosen").iloc[0]
     test = split_log_probs(bundle, shard_paths_for(lake.embeddings_dir, bundle, manifest), manifest, "test")
     preds = predict_observations(
         test.log_probs, test.rows["observation_id"].astype(str).tolist(), test.observation_ids, bundle.label_map,
@@ -61,7 +61,8 @@ def competition_submission(release: SnakeReleaseResource, lake: LakeResource) ->
     }
     gt = Path(release.root) / DEMO_GROUND_TRUTH
     if gt.is_file():
-        demo = score_files(gt, path, Path(release.root) / "venomous_status_list.csv")
+        with local_copy(path) as local:
+            demo = score_files(gt, local, Path(release.root) / "venomous_status_list.csv")
         metadata.update({f"demo_test_{k}": float(demo[k]) for k in ("f1", "accuracy", "track1", "track2")})
     return dg.MaterializeResult(metadata=metadata)
 
@@ -71,7 +72,8 @@ def submission_passes_official_validation(lake: LakeResource) -> dg.AssetCheckRe
     """The file on disk has one row per test observation, no missing or extra ids, and known class ids."""
     observations, known = _test_context(lake)
     try:
-        sub = read_submission(lake.submission_path())
+        with local_copy(lake.submission_path()) as local:
+            sub = read_submission(local)
         problems = submission_problems(sub, observations, known)
     except SubmissionError as e:
         sub, problems = pd.DataFrame(), list(e.messages)

@@ -10,7 +10,6 @@ from snake_assets.core.features import load_split_features
 from snake_assets.core.preprocess import PreprocessConfig
 from snake_assets.core.training import TrainConfig, fit_linear_head
 from snake_assets.core.version import code_version
-from snake_assets.core.warehouse import read_table
 from snake_assets.defs import automation
 from snake_assets.defs.assets.labels import load_label_map
 from snake_assets.defs.resources import BackboneResource, LakeResource
@@ -44,8 +43,8 @@ def species_head(
     cfg = config.to_core()
     label_map = load_label_map(lake)
     bb = backbone.load()
-    with lake.warehouse().get_connection() as conn:
-        manifest = read_table(conn, "image_manifest")
+    with lake.tables() as db:
+        manifest = db.read("image_manifest")
     train_rows = manifest[manifest["split"] == "train"]
     shards = [lake.shard_path(backbone.slug(bb), s) for s in sorted(manifest["shard"].unique())]
     rows, features = load_split_features([p for p in shards if p.exists()], train_rows, cfg.recipe)
