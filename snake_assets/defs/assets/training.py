@@ -42,7 +42,7 @@ def species_head(
     """Checkpoint bundle of the linear head: weights, label map, backbone, recipe, preprocessing, metrics."""
     cfg = config.to_core()
     label_map = load_label_map(lake)
-    bb = backbone.load()
+    bb = backbone.describe()  # identity from the config: the head never runs the backbone
     with lake.tables() as db:
         manifest = db.read("image_manifest")
     train_rows = manifest[manifest["split"] == "train"]
