@@ -15,11 +15,16 @@ from snake_assets.core.scoring import score_submission
 
 log = logging.getLogger(__name__)
 
-RULES: tuple[tuple[str, str], ...] = tuple(itertools.product(AGGREGATIONS, DECISIONS))
+PRIORS = ("none", "country")
+"""``none``: the head's posterior as it is; ``country``: times the country prior (core.country_prior)."""
+RULES: tuple[tuple[str, str, str], ...] = tuple(
+    (a, d, p) for p in PRIORS for a, d in itertools.product(AGGREGATIONS, DECISIONS)
+)
+"""Every (aggregation, decision, prior); rules without a prior come first (they win ties)."""
 
 
-def rule_name(aggregation: str, decision: str) -> str:
-    return f"{aggregation}+{decision}"
+def rule_name(aggregation: str, decision: str, prior: str = "none") -> str:
+    return f"{aggregation}+{decision}" + ("" if prior == "none" else f"+{prior}")
 
 
 def predict_observations(
@@ -31,8 +36,12 @@ def predict_observations(
     aggregation: str,
     decision: str,
     fallback_class_id: int,
+    prior: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """One prediction per observation in ``all_observation_ids``.
+
+    ``prior`` (optional, shape ``(len(all_observation_ids), K)``, rows aligned with
+    ``all_observation_ids``) multiplies each observation's posterior before deciding.
 
     Observations none of whose images could be embedded get ``fallback_class_id``
     (the most frequent training species) and ``n_images = 0``, so a submission
@@ -43,8 +52,13 @@ def predict_observations(
         ``all_observation_ids``.
     """
     if len(image_observation_ids):
+        if prior is not None:
+            row_of = {str(o): i for i, o in enumerate(all_observation_ids)}
+            if len(prior) != len(all_observation_ids):
+                raise ValueError(f"prior has {len(prior)} rows for {len(all_observation_ids)} observations")
+            prior = np.asarray(prior)[[row_of[str(o)] for o in dict.fromkeys(str(o) for o in image_observation_ids)]]
         decided = decide_observations(
-            log_probs, list(image_observation_ids), label_map, aggregation=aggregation, decision=decision
+            log_probs, list(image_observation_ids), label_map, aggregation=aggregation, decision=decision, prior=prior
         )
     else:
         decided = pd.DataFrame({"observation_id": [], "label": [], "class_id": [], "n_images": []})
@@ -65,14 +79,22 @@ def predict_all_rules(
     label_map: LabelMap,
     *,
     fallback_class_id: int,
+    country_prior: np.ndarray | None = None,
 ) -> pd.DataFrame:
-    """:func:`predict_observations` for every (aggregation, decision) rule, stacked long."""
+    """:func:`predict_observations` for every rule, stacked long.
+
+    Without ``country_prior`` (a release without country codes) the ``country`` rules are left out.
+    """
     frames = []
-    for aggregation, decision in RULES:
+    for aggregation, decision, prior in RULES:
+        if prior == "country" and country_prior is None:
+            continue
         df = predict_observations(
             log_probs, image_observation_ids, all_observation_ids, label_map,
             aggregation=aggregation, decision=decision, fallback_class_id=fallback_class_id,
+            prior=country_prior if prior == "country" else None,
         )
+        df.insert(0, "prior", prior)
         df.insert(0, "decision", decision)
         df.insert(0, "aggregation", aggregation)
         frames.append(df)
@@ -82,10 +104,14 @@ def predict_all_rules(
 def score_all_rules(predictions: pd.DataFrame, ground_truth: pd.DataFrame, venomous_class_ids: set[int]) -> pd.DataFrame:
     """Official scores of each rule in ``predictions`` (output of :func:`predict_all_rules`)."""
     rows = []
-    for (aggregation, decision), sub in predictions.groupby(["aggregation", "decision"], sort=False):
+    predictions = predictions if "prior" in predictions else predictions.assign(prior="none")
+    for (aggregation, decision, prior), sub in predictions.groupby(["aggregation", "decision", "prior"], sort=False):
         scores = score_submission(ground_truth, sub[["observation_id", "class_id"]], venomous_class_ids)
         flat = {k: v for k, v in scores.items() if not isinstance(v, dict)}
-        rows.append({"aggregation": aggregation, "decision": decision, "rule": rule_name(aggregation, decision), **flat})
+        rows.append({
+            "aggregation": aggregation, "decision": decision, "prior": prior,
+            "rule": rule_name(aggregation, decision, prior), **flat,
+        })
     return pd.DataFrame(rows)
 
 
@@ -100,18 +126,18 @@ def looks_like_broken_mapping(f1: float, track1: float) -> bool:
 
 def mark_chosen_rule(scores: pd.DataFrame) -> pd.DataFrame:
     """``scores`` with a boolean ``chosen`` column set on the rule :func:`choose_rule` picks."""
-    aggregation, decision = choose_rule(scores)
-    return scores.assign(chosen=(scores["aggregation"] == aggregation) & (scores["decision"] == decision))
+    return scores.assign(chosen=scores["rule"] == rule_name(*choose_rule(scores)))
 
 
-def choose_rule(scores: pd.DataFrame) -> tuple[str, str]:
-    """The rule with the best Track 1; ties go to the lower Track 2, then to the earlier rule."""
-    order = {rule_name(a, d): i for i, (a, d) in enumerate(RULES)}
+def choose_rule(scores: pd.DataFrame) -> tuple[str, str, str]:
+    """``(aggregation, decision, prior)`` of the rule with the best Track 1; ties go to the
+    lower Track 2, then to the earlier rule of :data:`RULES` (no prior before a prior)."""
+    order = {rule_name(*r): i for i, r in enumerate(RULES)}
     ranked = scores.assign(_order=scores["rule"].map(order)).sort_values(
         ["track1", "track2", "_order"], ascending=[False, True, True]
     )
     best = ranked.iloc[0]
-    return str(best["aggregation"]), str(best["decision"])
+    return str(best["aggregation"]), str(best["decision"]), str(best.get("prior", "none"))
 
 
 def majority_class_id(train_class_ids: Sequence[int]) -> int:

@@ -3,22 +3,27 @@
 import pandas as pd
 import pytest
 
-from snake_assets.core.evaluation import choose_rule, looks_like_broken_mapping, mark_chosen_rule, majority_class_id
+from snake_assets.core.evaluation import (
+    choose_rule, looks_like_broken_mapping, majority_class_id, mark_chosen_rule, rule_name,
+)
 from snake_assets.core.inference import fallback_class_id
 
 
 def _scores(rows):
     return pd.DataFrame(
-        [{"aggregation": a, "decision": d, "rule": f"{a}+{d}", "track1": t1, "track2": t2} for a, d, t1, t2 in rows]
+        [{"aggregation": a, "decision": d, "prior": p, "rule": rule_name(a, d, p), "track1": t1, "track2": t2}
+         for a, d, p, t1, t2 in rows]
     )
 
 
 @pytest.mark.parametrize(
     "rows, chosen",
     [
-        ([("mode_first", "argmax", 70.0, 50), ("mean_prob", "argmax", 75.0, 60)], ("mean_prob", "argmax")),
-        ([("mode_first", "argmax", 75.0, 50), ("mean_prob", "argmax", 75.0, 40)], ("mean_prob", "argmax")),
-        ([("mean_prob", "argmax", 75.0, 40), ("mode_first", "argmax", 75.0, 40)], ("mode_first", "argmax")),
+        ([("mode_first", "argmax", "none", 70.0, 50), ("mean_prob", "argmax", "none", 75.0, 60)], ("mean_prob", "argmax", "none")),
+        ([("mode_first", "argmax", "none", 75.0, 50), ("mean_prob", "argmax", "none", 75.0, 40)], ("mean_prob", "argmax", "none")),
+        ([("mean_prob", "argmax", "none", 75.0, 40), ("mode_first", "argmax", "none", 75.0, 40)], ("mode_first", "argmax", "none")),
+        ([("mean_prob", "argmax", "country", 75.0, 40), ("mean_prob", "argmax", "none", 75.0, 40)], ("mean_prob", "argmax", "none")),
+        ([("mean_prob", "argmax", "none", 75.0, 40), ("mode_first", "argmax", "country", 75.1, 45)], ("mode_first", "argmax", "country")),
     ],
 )
 def test_best_track1_then_lower_track2_then_earlier_rule(rows, chosen):
@@ -26,7 +31,7 @@ def test_best_track1_then_lower_track2_then_earlier_rule(rows, chosen):
     assert choose_rule(scores) == chosen
     marked = mark_chosen_rule(scores)
     assert marked["chosen"].sum() == 1
-    assert tuple(marked.loc[marked["chosen"], ["aggregation", "decision"]].iloc[0]) == chosen
+    assert tuple(marked.loc[marked["chosen"], ["aggregation", "decision", "prior"]].iloc[0]) == chosen
 
 
 @pytest.mark.parametrize(

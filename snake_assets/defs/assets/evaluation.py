@@ -3,6 +3,7 @@
 import dagster as dg
 
 from snake_assets.core.checkpoint import load_bundle
+from snake_assets.core.country_prior import prior_for_observations
 from snake_assets.core.evaluation import (
     TRACK1_FLOOR, looks_like_broken_mapping, mark_chosen_rule, predict_all_rules, score_all_rules,
 )
@@ -21,16 +22,21 @@ def load_checked_bundle(lake: LakeResource):
     return load_bundle(lake.head_bundle_path(), expect_label_map=load_label_map(lake))
 
 
-@dg.asset(group_name=GROUP, kinds={"duckdb"}, deps=["species_head", "image_embeddings"], automation_condition=automation.PREDICT)
+@dg.asset(
+    group_name=GROUP, kinds={"duckdb"}, deps=["species_head", "image_embeddings", "raw_train_metadata", "raw_val_metadata"],
+    automation_condition=automation.PREDICT,
+)
 def validation_predictions(lake: LakeResource) -> dg.MaterializeResult:
-    """One predicted ``class_id`` per validation observation for each aggregation x decision rule."""
+    """One predicted ``class_id`` per validation observation for each aggregation x decision x prior rule."""
     bundle = load_checked_bundle(lake)
     with lake.tables() as db:
         manifest = db.read("image_manifest")
+        train_raw, val_raw = db.read("raw_train_metadata"), db.read("raw_val_metadata")
     val = split_log_probs(bundle, shard_paths_for(lake.embeddings_dir, bundle, manifest), manifest, "val")
+    prior = prior_for_observations(train_raw, val_raw, bundle.label_map, val.observation_ids)
     preds = predict_all_rules(
         val.log_probs, val.rows["observation_id"].astype(str).tolist(), val.observation_ids,
-        bundle.label_map, fallback_class_id=fallback_class_id(manifest),
+        bundle.label_map, fallback_class_id=fallback_class_id(manifest), country_prior=prior,
     )
     with lake.tables() as db:
         db.replace({"validation_predictions": preds})
@@ -41,8 +47,9 @@ def validation_predictions(lake: LakeResource) -> dg.MaterializeResult:
             "observations": n_obs,
             "images_scored": len(val.rows),
             "images_without_vector": val.images_without_vector,
-            "observations_without_images": int(preds.groupby(["aggregation", "decision"])["fallback"].sum().iloc[0]),
+            "observations_without_images": int(preds.groupby(["aggregation", "decision", "prior"])["fallback"].sum().iloc[0]),
             "recipe": bundle.recipe,
+            "country_prior": prior is not None,
         }
     )
 

@@ -6,6 +6,7 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
+from snake_assets.core.country_prior import prior_for_observations
 from snake_assets.core.evaluation import predict_observations
 from snake_assets.core.files import local_copy
 from snake_assets.core.inference import fallback_class_id, shard_paths_for, split_log_probs
@@ -31,7 +32,8 @@ def _test_context(lake: LakeResource) -> tuple[list[str], set[int]]:
 
 
 @dg.asset(
-    group_name="submission", kinds={"csv"}, deps=["species_head", "validation_scores", "image_embeddings"],
+    group_name="submission", kinds={"csv"},
+    deps=["species_head", "validation_scores", "image_embeddings", "raw_train_metadata", "raw_test_metadata"],
     automation_condition=automation.SUBMIT,
 )
 def competition_submission(release: SnakeReleaseResource, lake: LakeResource) -> dg.MaterializeResult:
@@ -40,11 +42,15 @@ def competition_submission(release: SnakeReleaseResource, lake: LakeResource) ->
     with lake.tables() as db:
         manifest = db.read("image_manifest")
         chosen = db.read("validation_scores", "chosen").iloc[0]
+        train_raw, test_raw = db.read("raw_train_metadata"), db.read("raw_test_metadata")
     test = split_log_probs(bundle, shard_paths_for(lake.embeddings_dir, bundle, manifest), manifest, "test")
+    prior = None
+    if chosen.get("prior", "none") == "country":
+        prior = prior_for_observations(train_raw, test_raw, bundle.label_map, test.observation_ids)
     preds = predict_observations(
         test.log_probs, test.rows["observation_id"].astype(str).tolist(), test.observation_ids, bundle.label_map,
         aggregation=chosen["aggregation"], decision=chosen["decision"],
-        fallback_class_id=fallback_class_id(manifest),
+        fallback_class_id=fallback_class_id(manifest), prior=prior,
     )
     sub = format_submission(preds)
     problems = submission_problems(sub, test.observation_ids, _known_class_ids(lake))
