@@ -53,6 +53,8 @@ def _failure_summary(result: dg.ExecuteInProcessResult) -> str:
     for event in result.all_events:
         if event.is_step_failure:
             err = event.step_failure_data.error
+            while err is not None and err.cause is not None:  # the user error, not Dagster's wrapper of it
+                err = err.cause
             lines.append(f"step {event.step_key} failed: {err.message.strip() if err else 'unknown error'}")
         elif event.event_type_value == "ASSET_CHECK_EVALUATION":
             ev = event.event_specific_data
