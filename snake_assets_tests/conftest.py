@@ -64,6 +64,27 @@ def pytest_collection_modifyitems(config, items):
 os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
 
 
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def stop_process(proc, timeout_s: float = 10) -> None:
+    """Terminate a server we started (by its pid), killing it if it does not exit in time."""
+    import subprocess
+
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
 @pytest.fixture(scope="session")
 def gcs_emulator():
     """A ``gcp-storage-emulator`` on 127.0.0.1 (in memory) with bucket ``snake-lake``; stopped by pid.
@@ -75,9 +96,7 @@ def gcs_emulator():
     import sys
     import time
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "gcp_storage_emulator", "start", "--host", "127.0.0.1", "--port", str(port), "--in-memory", "-q"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -103,9 +122,4 @@ def gcs_emulator():
         yield env
         mp.undo()
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)

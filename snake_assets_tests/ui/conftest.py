@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -20,6 +19,7 @@ import dagster as dg
 import pytest
 
 from snake_assets.runner import RunSettings, run_pipeline
+from snake_assets_tests.conftest import free_port, stop_process
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -60,12 +60,6 @@ def demo_home(tmp_path_factory, demo_release, tiny_backbone):
     mp.undo()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _post_graphql(base: str, query: str) -> dict:
     req = urllib.request.Request(f"{base}/graphql", data=json.dumps({"query": query}).encode(),
                                  headers={"Content-Type": "application/json"})
@@ -97,7 +91,7 @@ def _wait_until_serving(base: str, proc: subprocess.Popen, log: Path, timeout: f
 @pytest.fixture(scope="module")
 def webserver(demo_home, tmp_path_factory):
     """Base URL of ``dagster-webserver`` on 127.0.0.1 against the demo instance; stopped by its pid."""
-    port = _free_port()
+    port = free_port()
     log = tmp_path_factory.mktemp("webserver") / "webserver.log"
     exe = Path(sys.executable).parent / "dagster-webserver"
     with open(log, "w") as out:
@@ -112,12 +106,7 @@ def webserver(demo_home, tmp_path_factory):
         _post_graphql(base, "mutation { setNuxSeen }")  # no "Join the Dagster community" dialog over the pages
         yield base
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop_process(proc, timeout_s=30)
         try:  # the code server it spawned lives in the session we started for it
             os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
