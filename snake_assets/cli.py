@@ -10,7 +10,8 @@ from pathlib import Path
 
 
 def _demo_data(args: argparse.Namespace) -> int:
-    from snake_assets.core.demo import write_demo_release, write_tiny_backbone
+    from snake_assets.core.demo import write_demo_release
+    from snake_assets.core.demo_backbone import write_tiny_backbone
 
     root = Path(args.dir)
     summary = write_demo_release(root / "release", seed=args.seed)

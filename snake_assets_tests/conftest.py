@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from snake_assets.core.demo import write_demo_release, write_tiny_backbone
+from snake_assets.core.demo import write_demo_release
+from snake_assets.core.demo_backbone import write_tiny_backbone
 
 # Large, sparse and deliberately unordered relative to species order: a head that
 # forgot to map labels back to class ids cannot pass the end-to-end tests.

@@ -1,4 +1,4 @@
-"""A generated, deterministic demo release in the official SnakeCLEF layout, and a tiny backbone.
+"""A generated, deterministic demo release in the official SnakeCLEF layout.
 
 ``write_demo_release`` writes metadata CSVs (official names and column orders) and procedural
 images (``demo_images``) for a handful of species, with the quirks of the real release that
@@ -10,8 +10,7 @@ venomous list with many more ids than species.
 Unlike a real release, the demo also writes ``test_ground_truth.csv`` so that a demo
 submission can be scored; real releases do not ship test labels.
 
-``write_tiny_backbone`` saves a randomly initialised tiny DINOv2 and the DINOv2 image
-processor to a local folder, loadable offline with ``AutoModel``/``AutoImageProcessor``.
+The tiny backbone that goes with it is ``demo_backbone.write_tiny_backbone``.
 """
 
 from __future__ import annotations
@@ -55,7 +54,6 @@ IMAGES_PER_OBSERVATION = (1, 2, 3, 4)
 IMAGES_PER_OBSERVATION_WEIGHTS = (0.45, 0.3, 0.15, 0.1)
 HM_FRACTION = 0.25
 NUM_LISTED_CLASSES = 1784
-TINY_BACKBONE_HIDDEN_SIZE = 128
 COLLIDING_ID = 1954
 """Both iNat observation ``1954`` and HerpMapper observation ``HM 1954`` exist in the demo."""
 
@@ -278,51 +276,3 @@ def write_demo_release(
     }
     logger.info("wrote demo release to %s: images %s", root, summary["images"])
     return summary
-
-
-def write_tiny_backbone(directory: Path, *, seed: int = 0) -> Path:
-    """Save a randomly initialised tiny DINOv2 and DINOv2's image processor to ``directory``.
-
-    The folder loads offline through ``AutoModel.from_pretrained`` and
-    ``AutoImageProcessor.from_pretrained``, the same code path as a hub id. The processor
-    matches facebook/dinov2-base (shortest edge 256 bicubic, centre crop 224, ImageNet
-    mean/std).
-
-    Args:
-        directory: Output folder (created if missing).
-        seed: Seeds the initialisation (the global ``torch`` RNG is left as it was); same seed, same weights.
-
-    Returns:
-        ``directory``.
-    """
-    import torch
-    from transformers import BitImageProcessor, Dinov2Config, Dinov2Model
-
-    directory = Path(directory)
-    config = Dinov2Config(
-        hidden_size=TINY_BACKBONE_HIDDEN_SIZE,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        mlp_ratio=2,
-        patch_size=14,
-        image_size=224,
-    )
-    with torch.random.fork_rng(devices=[]):  # seed the weights without touching the caller's RNG
-        torch.manual_seed(seed)
-        model = Dinov2Model(config).eval()
-    model.save_pretrained(directory, safe_serialization=True)
-    BitImageProcessor(
-        do_resize=True,
-        size={"shortest_edge": 256},
-        resample=3,
-        do_center_crop=True,
-        crop_size={"height": 224, "width": 224},
-        do_rescale=True,
-        rescale_factor=1 / 255,
-        do_normalize=True,
-        image_mean=[0.485, 0.456, 0.406],
-        image_std=[0.229, 0.224, 0.225],
-        do_convert_rgb=True,
-    ).save_pretrained(directory)
-    logger.info("wrote tiny DINOv2 (hidden %d, seed %d) to %s", config.hidden_size, seed, directory)
-    return directory

@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from snake_assets.core.demo import DEMO_SPECIES, TINY_BACKBONE_HIDDEN_SIZE, write_demo_release, write_tiny_backbone
+from snake_assets.core.demo import DEMO_SPECIES, write_demo_release
+from snake_assets.core.demo_backbone import TINY_BACKBONE_HIDDEN_SIZE, write_tiny_backbone
 from snake_assets.core.projection import PAPER_SPECIES as PAPER_SPECIES_ORDERED
 
 INAT = "SnakeCLEF2023-TrainMetadata-iNat.csv"
