@@ -42,10 +42,11 @@ def competition_submission(release: SnakeReleaseResource, lake: LakeResource) ->
     with lake.tables() as db:
         manifest = db.read("image_manifest")
         chosen = db.read("validation_scores", "chosen").iloc[0]
-        train_raw, test_raw = db.read("raw_train_metadata"), db.read("raw_test_metadata")
     test = split_log_probs(bundle, shard_paths_for(lake.embeddings_dir, bundle, manifest), manifest, "test")
     prior = None
-    if chosen.get("prior", "none") == "country":
+    if chosen.get("prior", "none") == "country":  # the winning rule conditions on the observation's country
+        with lake.tables() as db:
+            train_raw, test_raw = db.read("raw_train_metadata"), db.read("raw_test_metadata")
         prior = prior_for_observations(train_raw, test_raw, bundle.label_map, test.observation_ids)
     preds = predict_observations(
         test.log_probs, test.rows["observation_id"].astype(str).tolist(), test.observation_ids, bundle.label_map,
