@@ -17,7 +17,7 @@ import dagster as dg
 
 from snake_assets.core.files import is_remote
 from snake_assets.core.lake_location import lake_root
-from snake_assets.defs.resources import LakeResource
+from snake_assets.defs.resources import LakeResource, gcs_token_from_env
 from snake_assets.run_recovery import release_abandoned_runs, run_tags
 
 log = logging.getLogger(__name__)
@@ -84,7 +84,7 @@ def run_pipeline(settings: RunSettings, instance: dg.DagsterInstance | None = No
     run_config = {"ops": {"image_manifest": {"config": {"num_shards": settings.num_shards}}}}
     _execute(definitions.resolve_job_def("ingest_job"), instance, run_config=run_config)
 
-    lake = LakeResource(home=os.environ["SNAKE_HOME"], gcs_token=os.environ.get("SNAKE_GCS_TOKEN", ""))
+    lake = LakeResource(home=os.environ["SNAKE_HOME"], **gcs_token_from_env())
     with lake.tables() as db:
         shards = sorted(db.read("image_manifest")["shard"].unique())
     embedding_job = definitions.resolve_job_def("embedding_job")

@@ -117,6 +117,16 @@ class LakeResource(dg.ConfigurableResource):
         return self.root / "submissions" / "submission.csv"
 
 
+def gcs_token_from_env() -> dict[str, str]:
+    """``{"gcs_token": $SNAKE_GCS_TOKEN}`` when the variable is set, else ``{}``.
+
+    The token is optional and ``dg.EnvVar`` requires its variable, so it is read when the
+    definitions (or ``snake-assets run``) build the lake resource.
+    """
+    token = os.environ.get("SNAKE_GCS_TOKEN")
+    return {"gcs_token": token} if token else {}
+
+
 class BackboneResource(dg.ConfigurableResource):
     """The frozen feature extractor, where it runs, and how the embedding engine feeds it."""
 
@@ -156,11 +166,7 @@ def resources() -> dg.Definitions:
     return dg.Definitions(
         resources={
             "release": SnakeReleaseResource(data_dir=dg.EnvVar("SNAKE_DATA_DIR")),
-            # SNAKE_GCS_TOKEN is optional (dg.EnvVar requires the variable), so it is read at load time.
-            "lake": LakeResource(
-                home=dg.EnvVar("SNAKE_HOME"),
-                **({"gcs_token": os.environ["SNAKE_GCS_TOKEN"]} if os.environ.get("SNAKE_GCS_TOKEN") else {}),
-            ),
+            "lake": LakeResource(home=dg.EnvVar("SNAKE_HOME"), **gcs_token_from_env()),
             "backbone": BackboneResource(
                 model=dg.EnvVar("SNAKE_BACKBONE"),
                 device=dg.EnvVar("SNAKE_DEVICE"),
